@@ -1,0 +1,3 @@
+from perceptlab.cli import main
+
+raise SystemExit(main())
