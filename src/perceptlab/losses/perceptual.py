@@ -1,0 +1,137 @@
+"""Feature reconstruction and style (Gram) losses on VGG-16 (Johnson et al. 2016, eq. 2-4).
+
+Both compare activations of a frozen VGG-16 (:class:`perceptlab.features.VGG16Features`):
+
+* feature reconstruction, eq. 2:  ``l_feat^j = ||phi_j(pred) - phi_j(target)||_2^2 / (C_j H_j W_j)``
+* style, eq. 3-4:  ``G_j(x) = phi_j(x) phi_j(x)^T / (C_j H_j W_j)`` (a C_j x C_j matrix),
+  ``l_style^j = ||G_j(pred) - G_j(target)||_F^2``
+
+Each is summed over the chosen layers with per-layer weights. The target's
+features are computed without a graph: only the prediction needs gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from perceptlab._checks import check_image, check_pair, reduce
+from perceptlab.features import VGG16Features
+
+STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+def _layer_weights(layers) -> dict[str, float]:
+    if isinstance(layers, str):
+        return {layers: 1.0}
+    if isinstance(layers, dict):
+        return {k: float(v) for k, v in layers.items()}
+    return {name: 1.0 for name in layers}
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of each feature map, normalised by ``C*H*W``.
+
+    Shape:
+        features (N, C, H, W) -> (N, C, C)
+    """
+    n, c, h, w = features.shape
+    f = features.reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def feature_reconstruction_loss(pred_features: dict, target_features: dict, weights: dict[str, float]) -> torch.Tensor:
+    """Johnson et al. eq. 2 summed over layers with ``weights``; per sample, shape (N,)."""
+    total = 0.0
+    for layer, w in weights.items():
+        total = total + w * (pred_features[layer] - target_features[layer]).pow(2).mean(dim=(1, 2, 3))
+    return total
+
+
+def style_loss(pred_features: dict, target_grams: dict, weights: dict[str, float]) -> torch.Tensor:
+    """Johnson et al. eq. 4 summed over layers; ``target_grams`` may have batch 1 (one style image). Shape (N,)."""
+    total = 0.0
+    for layer, w in weights.items():
+        diff = gram_matrix(pred_features[layer]) - target_grams[layer]
+        total = total + w * diff.pow(2).sum(dim=(1, 2))
+    return total
+
+
+class _VGGLoss(nn.Module):
+    def __init__(self, layers, weights: str, weights_file, pooling: str, channels_last: bool, reduction: str):
+        super().__init__()
+        self.layer_weights = _layer_weights(layers)
+        self.net = VGG16Features(
+            tuple(self.layer_weights), weights=weights, weights_file=weights_file,
+            pooling=pooling, channels_last=channels_last,
+        )  # fmt: skip
+        self.reduction = reduction
+
+
+class FeatureLoss(_VGGLoss):
+    """Feature reconstruction loss on VGG-16 layers (Johnson et al. 2016, eq. 2).
+
+    Args:
+        layers: a layer name, a list of names, or ``{name: weight}``; Johnson et
+            al. use ``"relu2_2"`` for super-resolution, ``"relu3_3"`` for style transfer.
+        weights: ``"vgg16"`` (torchvision ImageNet), ``"vgg16_caffe"`` (the paper's) or ``None``.
+        weights_file: explicit local weights file.
+        pooling: ``"max"`` | ``"avg"`` | ``"l2"``.
+        channels_last: run VGG in channels-last layout (faster on CPU).
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+
+    Shape:
+        pred, target (N, 3, H, W) in [0, 1] -> (N,) or scalar.
+
+    Example:
+        >>> loss = FeatureLoss("relu2_2", weights=None)
+        >>> loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)).shape
+        torch.Size([])
+
+    Reference:
+        Johnson, Alahi, Fei-Fei. Perceptual Losses for Real-Time Style Transfer
+        and Super-Resolution. ECCV 2016.
+    """
+
+    def __init__(self, layers="relu2_2", weights="vgg16", weights_file=None, pooling="max",
+                 channels_last=False, reduction="mean"):  # fmt: skip
+        super().__init__(layers, weights, weights_file, pooling, channels_last, reduction)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        check_pair(pred, target, channels=3)
+        with torch.no_grad():
+            target_features = self.net(target)
+        values = feature_reconstruction_loss(self.net(pred), target_features, self.layer_weights)
+        return reduce(values, self.reduction)
+
+
+class StyleLoss(_VGGLoss):
+    """Style reconstruction loss: squared Frobenius distance of Gram matrices (Johnson et al. 2016, eq. 3-4).
+
+    The target may have another size than the prediction and batch 1 (one
+    style image for a batch of outputs): Gram matrices do not depend on size.
+
+    Args:
+        layers: as in :class:`FeatureLoss`; default ``relu1_2, relu2_2, relu3_3, relu4_3``.
+        other arguments: as in :class:`FeatureLoss`.
+
+    Shape:
+        pred (N, 3, H, W), target (N or 1, 3, H', W'), both in [0, 1] -> (N,) or scalar.
+    """
+
+    def __init__(self, layers=STYLE_LAYERS, weights="vgg16", weights_file=None, pooling="max",
+                 channels_last=False, reduction="mean"):  # fmt: skip
+        super().__init__(layers, weights, weights_file, pooling, channels_last, reduction)
+
+    def target_grams(self, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gram matrices of ``target`` for every layer; compute once for a fixed style image."""
+        check_image(target, "target", channels=3)
+        with torch.no_grad():
+            return {k: gram_matrix(v) for k, v in self.net(target).items()}
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor | dict) -> torch.Tensor:
+        check_image(pred, "pred", channels=3)
+        grams = target if isinstance(target, dict) else self.target_grams(target)
+        if isinstance(target, torch.Tensor) and target.shape[0] not in (1, pred.shape[0]):
+            raise ValueError(f"target batch must be 1 or {pred.shape[0]}, got {target.shape[0]}")
+        return reduce(style_loss(self.net(pred), grams, self.layer_weights), self.reduction)
