@@ -1,0 +1,158 @@
+"""Tests for perceptlab.metrics.vmaf (VMAF v0.6.1 through vmaf-torch) on still images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from perceptlab.io import read_image
+from perceptlab.metrics.vmaf import VMAF, VMAF_MIN_SIZE, vmaf
+
+vmaf_torch = pytest.importorskip("vmaf_torch", reason="VMAF tests need the optional dependency vmaf-torch")
+
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    """A 256x256 natural image (Kodak crop) when the data is there, else a synthetic one."""
+    if (KODAK / "kodim23.png").is_file():
+        return read_image(KODAK / "kodim23.png")[..., 128 : 128 + SIZE, 256 : 256 + SIZE]
+    # Smooth random fields from coarse to fine, weighted like natural images (about 1/f).
+    generator = torch.Generator().manual_seed(0)
+    octaves = [
+        F.interpolate(torch.rand(1, 3, n, n, generator=generator), size=(SIZE, SIZE), mode="bicubic") * 8 / n
+        for n in (4, 8, 16, 32, 64, 128)
+    ]
+    x = sum(octaves)
+    return ((x - x.min()) / (x.max() - x.min())).clamp(0, 1)
+
+
+def _noisy(x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    return (x + sigma * noise).clamp(0, 1)
+
+
+def _box_blur(x: torch.Tensor, size: int) -> torch.Tensor:
+    pad = size // 2
+    return F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), size, stride=1)
+
+
+def test_identical_images_score_high(image):
+    # With motion 0 (a still), VMAF v0.6.1 of identical frames is ~97.43, not 100.
+    assert vmaf(image, image).item() == pytest.approx(97.43, abs=0.05)
+
+
+def test_score_falls_with_noise(image):
+    scores = [vmaf(_noisy(image, sigma), image).item() for sigma in (0.02, 0.06, 0.15)]
+    assert scores[0] > scores[1] + 5 > scores[2] + 10
+    assert 0.0 <= scores[2] < 80.0
+
+
+def test_strong_blur_scores_lower_than_mild_blur(image):
+    assert vmaf(_box_blur(image, 7), image) < vmaf(_box_blur(image, 3), image) - 10
+
+
+def test_matches_vmaf_torch_on_limited_range_luma(image):
+    # Pins the documented conversion (BT.601, Y = 16 + 219 * luma) and the argument order.
+    pred = _box_blur(image, 3)
+    weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+
+    def luma(x):
+        return 16.0 + 219.0 * (x * weights).sum(dim=1, keepdim=True)
+
+    reference = vmaf_torch.VMAF(enable_motion=False, clip_score=True)(luma(image), luma(pred))
+    torch.testing.assert_close(vmaf(pred, image, reduction="none"), reference.reshape(1), rtol=0, atol=1e-3)
+    assert vmaf(image, pred).item() != pytest.approx(vmaf(pred, image).item(), abs=0.5)
+
+
+def test_only_luma_counts(image):
+    # A colour shift along a direction of zero BT.601 luma leaves the score as for identical images.
+    shift = torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1) * 0.1
+    target = image * 0.6 + 0.2  # keep the shifted image inside [0, 1]
+    assert vmaf(target + shift, target).item() == pytest.approx(vmaf(target, target).item(), abs=1e-3)
+
+
+def test_batch_equals_single_calls(image):
+    # Two different references: were the batch taken for video frames, the
+    # motion between them would change the second score.
+    target = torch.cat([image, image.flip(-1).transpose(-1, -2)])
+    pred = torch.cat([_noisy(target[:1], 0.03), _box_blur(target[1:], 5)])
+    batch = vmaf(pred, target, reduction="none")
+    singles = torch.stack([vmaf(pred[i : i + 1], target[i : i + 1]) for i in range(2)])
+    assert batch.shape == (2,)
+    torch.testing.assert_close(batch, singles, rtol=1e-5, atol=1e-3)  # float32 summation order
+    torch.testing.assert_close(vmaf(pred, target, reduction="mean"), batch.mean())
+    torch.testing.assert_close(vmaf(pred, target, reduction="sum"), batch.sum())
+
+
+def test_function_equals_module(image):
+    pred = _noisy(image, 0.05)
+    torch.testing.assert_close(VMAF(reduction="none")(pred, image), vmaf(pred, image, reduction="none"))
+    torch.testing.assert_close(VMAF(neg=True)(pred, image), vmaf(pred, image, neg=True))
+
+
+def test_neg_does_not_reward_enhancement(image):
+    boosted = ((image - 0.5) * 1.2 + 0.5).clamp(0, 1)
+    plain, neg = vmaf(boosted, image).item(), vmaf(boosted, image, neg=True).item()
+    assert plain == 100.0  # the contrast gain lifts plain VMAF to the top
+    assert neg < plain - 5
+
+
+def test_scores_are_clipped_to_0_100():
+    noise = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    soft = _box_blur(noise, 3)
+    assert vmaf(((soft - 0.5) * 1.5 + 0.5).clamp(0, 1), soft).item() == 100.0  # about 225 unclipped
+    assert vmaf(_box_blur(noise, 7), noise).item() == 0.0  # about -13 unclipped
+
+
+def test_float64_gives_the_same_score(image):
+    pred = _noisy(image, 0.05)
+    score64 = vmaf(pred.double(), image.double())
+    assert score64.dtype == torch.float64
+    assert score64.item() == pytest.approx(vmaf(pred, image).item(), abs=1e-2)
+
+
+def test_gradient_flows():
+    target = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    pred = _noisy(target, 0.1).requires_grad_(True)
+    vmaf(pred, target).backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_minimum_size():
+    x = torch.rand(1, 3, VMAF_MIN_SIZE, VMAF_MIN_SIZE + 3, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(vmaf(x, x))
+    small = x[..., :-1, :]
+    with pytest.raises(ValueError, match=f"at least {VMAF_MIN_SIZE}x{VMAF_MIN_SIZE}"):
+        vmaf(small, small)
+
+
+@pytest.mark.parametrize(
+    ("pred", "target", "kwargs", "error"),
+    [
+        (torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32), {}, ValueError),
+        (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 40), {}, ValueError),
+        (torch.rand(3, 32, 32), torch.rand(3, 32, 32), {}, ValueError),
+        ([[0.5]], torch.rand(1, 3, 32, 32), {}, TypeError),
+        (torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), {"reduction": "max"}, ValueError),
+    ],
+    ids=["grayscale", "shape-mismatch", "no-batch", "not-a-tensor", "bad-reduction"],
+)
+def test_bad_input_raises(pred, target, kwargs, error):
+    with pytest.raises(error):
+        vmaf(pred, target, **kwargs)
+
+
+def test_missing_vmaf_torch_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vmaf_torch", None)  # makes "import vmaf_torch" fail
+    message = r"VMAF needs the optional dependency vmaf-torch: pip install 'perceptlab\[vmaf\]'"
+    with pytest.raises(ImportError, match=message):
+        vmaf(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
+    with pytest.raises(ImportError, match=message):
+        VMAF()
