@@ -174,17 +174,24 @@ def write_image(x: torch.Tensor, path: str | os.PathLike) -> None:
     Example:
         >>> write_image(torch.rand(1, 3, 64, 64), "out/noise.png")  # doctest: +SKIP
     """
+    save_image(Image.fromarray(_to_uint8(x)), path)
+
+
+def save_image(image: Image.Image, path: str | os.PathLike) -> None:
+    """Write a Pillow image atomically, format from the suffix (as :func:`write_image`).
+
+    For pictures made with Pillow (comparison grids) and for 8-bit arrays
+    (``Image.fromarray``) too large to hold as a float tensor.
+    """
     path = Path(path)
-    pixels = _to_uint8(x)
     image_format = _format_for(path)
+    options = _SAVE_OPTIONS.get(image_format, {})
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            image.save(handle, format=image_format, **options)
+
     try:
-        image = Image.fromarray(pixels)
-        options = _SAVE_OPTIONS.get(image_format, {})
-
-        def save(tmp: Path) -> None:
-            with open(tmp, "wb") as handle:
-                image.save(handle, format=image_format, **options)
-
         atomic_write(path, save)
     except OSError as err:
         raise ImageError(path, f"cannot write ({err.strerror or err})") from err

