@@ -1,0 +1,74 @@
+"""Run folders: config TOML, atomic checkpoints, metrics CSV that survives resuming."""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+
+import pytest
+import torch
+
+from perceptlab.training import (
+    MetricsLog, load_checkpoint, prepare_run_dir, restore_rng, rng_state, save_checkpoint, seed_everything, to_toml,
+)  # fmt: skip
+
+
+def test_to_toml_round_trips():
+    config = {"net": "johnson", "scale": 4, "lr": 1e-3, "losses": ["feature:relu2_2", "pixel:mse*0.1"],
+              "data": ["a b/c", 'q"uote'], "flag": True, "init": None}  # fmt: skip
+    back = tomllib.loads(to_toml(config))
+    assert back == {k: v for k, v in config.items() if v is not None}
+
+
+def test_checkpoint_round_trip_and_no_code_execution(tmp_path):
+    state = {"step": 3, "net": {"w": torch.ones(2)}, "config": {"lr": 0.1}}
+    save_checkpoint(tmp_path / "c.pt", state)
+    loaded = load_checkpoint(tmp_path / "c.pt")
+    assert loaded["step"] == 3 and torch.equal(loaded["net"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_failed_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "c.pt", {"step": 1})
+
+    def broken_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / "c.pt", {"step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "c.pt")["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_metrics_log_drops_rows_after_the_resumed_step(tmp_path):
+    path = tmp_path / "metrics.csv"
+    log = MetricsLog(path)
+    for step in (10, 20, 30):
+        log.append({"step": step, "loss": step / 10})
+    log = MetricsLog(path, resume_step=20)
+    log.append({"step": 30, "loss": 9.0})
+    rows = list(csv.DictReader(open(path)))
+    assert [(r["step"], r["loss"]) for r in rows] == [("10", "1"), ("20", "2"), ("30", "9")]
+
+
+def test_run_dir_refuses_another_configuration_but_allows_more_steps(tmp_path):
+    out, resumed = prepare_run_dir(tmp_path / "run", {"lr": 0.1, "steps": 10})
+    assert resumed is None and (out / "config.toml").is_file()
+    save_checkpoint(out / "checkpoint.pt", {"config": {"lr": 0.1, "steps": 10}, "step": 10})
+    _, resumed = prepare_run_dir(out, {"lr": 0.1, "steps": 20})
+    assert resumed["step"] == 10
+    with pytest.raises(ValueError, match="another configuration"):
+        prepare_run_dir(out, {"lr": 0.2, "steps": 20})
+
+
+def test_rng_state_restores_both_streams():
+    gen = seed_everything(5)
+    state = rng_state(gen)
+    a = (torch.rand(3), torch.rand(3, generator=gen))
+    restore_rng(state, gen)
+    b = (torch.rand(3), torch.rand(3, generator=gen))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
