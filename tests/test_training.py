@@ -72,3 +72,13 @@ def test_rng_state_restores_both_streams():
     restore_rng(state, gen)
     b = (torch.rand(3), torch.rand(3, generator=gen))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_metrics_log_widens_for_new_columns(tmp_path):
+    log = MetricsLog(tmp_path / "m.csv")
+    log.append({"step": 1, "loss": 0.5})
+    log.append({"step": 1, "val_psnr_y": 25.0})
+    log.append({"step": 2, "loss": 0.25})
+    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    assert rows == [{"step": "1", "loss": "0.5", "val_psnr_y": ""}, {"step": "1", "loss": "", "val_psnr_y": "25"},
+                    {"step": "2", "loss": "0.25", "val_psnr_y": ""}]  # fmt: skip

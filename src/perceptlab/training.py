@@ -90,13 +90,16 @@ class MetricsLog:
         atomic_write(self.path, write)
 
     def append(self, row: Mapping[str, float]) -> None:
+        """Add a row; a row with new columns (validation scores, say) widens the file's header."""
         row = {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-        if self.fields is None:
-            self.fields = list(row)
-            self._rewrite([row])
+        new = [k for k in row if k not in (self.fields or [])]
+        if new:
+            old = list(csv.DictReader(open(self.path, newline=""))) if self.fields else []
+            self.fields = [*(self.fields or []), *new]
+            self._rewrite([*old, row])
             return
         with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore").writerow(row)
+            csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
 
 
 def prepare_run_dir(out: str | os.PathLike, config: Mapping) -> tuple[Path, dict | None]:
