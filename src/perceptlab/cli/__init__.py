@@ -14,11 +14,11 @@ import os
 import sys
 
 from perceptlab import __version__
-from perceptlab.cli import score, weights
+from perceptlab.cli import evaluate, score, train, upscale, weights
 from perceptlab.io import ImageError
 from perceptlab.weights import WeightsError
 
-COMMANDS = (score, weights)
+COMMANDS = (score, upscale, train, evaluate, weights)
 EXPECTED_ERRORS = (ImageError, WeightsError, ValueError, ImportError)
 
 

@@ -1,0 +1,47 @@
+"""``perceptlab eval sr --model M --data BENCHMARK --scale 4``: the published SR protocol, report and grid."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from perceptlab.sr.evaluate import SR_METRICS
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a model on a benchmark (sr)", description="Evaluate a model.")
+    tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
+    sr = tasks.add_parser("sr", help="evaluate a super-resolution model",
+                          description="PSNR-Y/SSIM-Y (shaved), LPIPS and DISTS on a Set5/Set14/BSD100-style folder.")  # fmt: skip
+    sr.add_argument("--model", required=True, help="bicubic, a shipped model, a model.safetensors, a checkpoint or a run folder")
+    sr.add_argument("--data", type=Path, required=True, help="benchmark folder with image_SRF_<scale>/ inside")
+    sr.add_argument("--scale", type=int, default=4, help="scale (default 4)")
+    sr.add_argument("--metrics", default=",".join(SR_METRICS), help=f"subset of {','.join(SR_METRICS)}")
+    sr.add_argument("--out", type=Path, help="report folder (default: eval/<model>-<benchmark>-x<scale>)")
+    sr.set_defaults(run=run_sr)
+
+
+def run_sr(args: argparse.Namespace) -> int:
+    from perceptlab.io import save_image
+    from perceptlab.sr.evaluate import comparison_grid, evaluate_sr, markdown_table, write_report
+    from perceptlab.sr.models import load_sr_model
+    from perceptlab.sr.protocol import load_benchmark
+
+    metrics = [m for m in args.metrics.split(",") if m]
+    unknown = set(metrics) - set(SR_METRICS)
+    if unknown or not metrics:
+        raise ValueError(f"--metrics must be a subset of {','.join(SR_METRICS)}, got {args.metrics!r}")
+    model = load_sr_model(args.model, scale=args.scale)
+    if getattr(model, "scale", args.scale) != args.scale:
+        raise ValueError(f"model {args.model} upscales x{model.scale}, not x{args.scale}")
+    bench = args.data.resolve().name
+    out = args.out or Path("eval") / f"{Path(args.model).stem}-{bench}-x{args.scale}"
+    rows, mean, outputs = evaluate_sr(model, args.data, args.scale, metrics, progress=True)
+    info = {"model": args.model, "benchmark": bench, "scale": args.scale}
+    write_report(out, f"{args.model} on {bench} x{args.scale}", rows, mean, metrics, info)
+    items = load_benchmark(args.data, args.scale)
+    save_image(comparison_grid(items, outputs, args.scale, label=Path(args.model).stem), out / "grid.png")
+    sys.stdout.write(markdown_table(rows, mean, metrics))
+    print(f"report: {out / 'results.md'}, {out / 'results.json'}, {out / 'grid.png'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,65 @@
+"""``perceptlab train sr ...``: train a network; flags or a TOML file (flags win)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from perceptlab.sr.train import SRTrainConfig, train_sr
+
+# flag -> config key, for the options that are plain values.
+_SR_FLAGS = {
+    "net": str, "scale": int, "steps": int, "batch_size": int, "hr_crop": int, "lr": float,
+    "blur_sigma": float, "vgg_weights": str, "discriminator": str, "d_lr": float, "init": str,
+    "val_data": str, "val_every": int, "ckpt_every": int, "log_every": int, "seed": int, "threads": int,
+}  # fmt: skip
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a network (sr)", description="Train a network.")
+    tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
+    sr = tasks.add_parser(
+        "sr",
+        help="train a super-resolution network",
+        description=(
+            "Train a super-resolution network. Options come from --config (TOML, keys as in "
+            "perceptlab.sr.train.SRTrainConfig) and are overridden by flags. Running the same command "
+            "again resumes from RUN_DIR/checkpoint.pt."
+        ),
+    )
+    sr.add_argument("--config", type=Path, help="TOML file with the run's settings")
+    sr.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.csv, samples)")
+    sr.add_argument("--loss", action="append", dest="losses", metavar="SPEC",
+                    help="loss term TERM[:ARG][*WEIGHT], repeatable, e.g. feature:relu2_2 or pixel:mse*0.01")  # fmt: skip
+    sr.add_argument("--data", action="append", metavar="DIR", help="folder of HR training images, repeatable")
+    for flag, kind in _SR_FLAGS.items():
+        default = SRTrainConfig.__dataclass_fields__[flag].default
+        sr.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag, help=f"(default: {default})")
+    sr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sr.set_defaults(run=run_sr)
+
+
+def sr_config(args: argparse.Namespace) -> SRTrainConfig:
+    values: dict = {}
+    if args.config:
+        try:
+            values = tomllib.loads(args.config.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{args.config}: no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{args.config}: not valid TOML ({exc})") from None
+    for key in (*_SR_FLAGS, "losses", "data"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    return SRTrainConfig.from_dict(values)
+
+
+def run_sr(args: argparse.Namespace) -> int:
+    config = sr_config(args)
+    summary = train_sr(config, args.out, progress=not args.no_progress)
+    print(json.dumps({"config": dataclasses.asdict(config), **summary}, indent=2), file=sys.stdout)
+    return 0

@@ -1,0 +1,127 @@
+"""Evaluating an SR model on a benchmark: per-image rows, means, a markdown/JSON report, a comparison grid.
+
+Protocol (the one of the EDSR/ESRGAN tables; see :mod:`perceptlab.sr.protocol`):
+the benchmark's own MATLAB-bicubic LR images are the inputs; outputs are
+clamped to [0, 1]; PSNR-Y and SSIM-Y on 8-bit BT.601 luma with ``scale``
+border pixels shaved; LPIPS (AlexNet) and DISTS on the whole RGB images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from perceptlab._files import atomic_write_text
+
+SR_METRICS = ("psnr_y", "ssim_y", "lpips", "dists")
+PROTOCOL = (
+    "inputs: the benchmark's MATLAB-bicubic LR images; outputs clamped to [0, 1] and rounded to 8 bits; "
+    "PSNR-Y / SSIM-Y: BT.601 luma (MATLAB rgb2ycbcr) rounded to 8 bits, `scale` border pixels shaved, "
+    "grayscale references compared on raw intensity; LPIPS (AlexNet, v0.1) and DISTS on whole RGB images"
+)
+
+
+@torch.no_grad()
+def evaluate_sr(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    root: str | Path,
+    scale: int,
+    metrics: Sequence[str] = SR_METRICS,
+    progress: bool = False,
+) -> tuple[list[dict], dict, list[torch.Tensor]]:
+    """Run ``model`` on every LR image of the benchmark at ``root`` and score it.
+
+    Returns:
+        ``(rows, mean, outputs)``: one dict per image (``name`` and each metric),
+        the mean of each metric, and the clamped outputs (for pictures).
+    """
+    from perceptlab.metrics import dists, lpips
+    from perceptlab.sr.protocol import load_benchmark, sr_metrics
+
+    items = load_benchmark(root, scale)
+    iterator = items
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(items, desc=f"eval {Path(root).name}", unit="img")
+    rows, outputs = [], []
+    for item in iterator:
+        sr = model(item.lr).clamp(0, 1)
+        sr = torch.round(sr * 255) / 255  # what a saved PNG holds, for every metric alike
+        row = {"name": item.name, **sr_metrics(sr, item.hr, scale, is_gray=item.is_gray)}
+        if "lpips" in metrics:
+            row["lpips"] = float(lpips(sr, item.hr))
+        if "dists" in metrics:
+            row["dists"] = float(dists(sr, item.hr))
+        rows.append({k: v for k, v in row.items() if k == "name" or k in metrics})
+        outputs.append(sr)
+    mean = {m: math.fsum(r[m] for r in rows) / len(rows) for m in metrics}
+    return rows, mean, outputs
+
+
+def markdown_table(rows: Sequence[dict], mean: dict, metrics: Sequence[str]) -> str:
+    """Per-image rows and a mean row as a markdown table."""
+    lines = ["| image | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    lines += [f"| {r['name']} | " + " | ".join(f"{r[m]:.4f}" for m in metrics) + " |" for r in rows]
+    lines.append("| **mean** | " + " | ".join(f"**{mean[m]:.4f}**" for m in metrics) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: str | Path, title: str, rows: Sequence[dict], mean: dict, metrics: Sequence[str],
+                 info: dict) -> None:  # fmt: skip
+    """``results.md`` and ``results.json`` (same numbers, fixed schema) in ``out_dir``."""
+    out_dir = Path(out_dir)
+    doc = {**info, "protocol": PROTOCOL, "metrics": list(metrics), "images": list(rows), "mean": mean}
+    atomic_write_text(out_dir / "results.json", json.dumps(doc, indent=2) + "\n")
+    text = f"# {title}\n\n" + "".join(f"- {k}: {v}\n" for k, v in info.items())
+    text += f"- protocol: {PROTOCOL}\n\n" + markdown_table(rows, mean, metrics)
+    atomic_write_text(out_dir / "results.md", text)
+
+
+def _busiest_window(hr: torch.Tensor, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size`` window with the most gradient energy: where SR differences show."""
+    gray = hr[0].mean(0)
+    energy = (gray[1:, :-1] - gray[:-1, :-1]).abs() + (gray[:-1, 1:] - gray[:-1, :-1]).abs()
+    pooled = torch.nn.functional.avg_pool2d(energy[None, None], size, stride=max(1, size // 4))[0, 0]
+    index = int(pooled.argmax())
+    stride = max(1, size // 4)
+    return (index // pooled.shape[1]) * stride, (index % pooled.shape[1]) * stride
+
+
+def _to_pil(x: torch.Tensor) -> Image.Image:
+    return Image.fromarray((x[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+
+
+def comparison_grid(items, outputs: Sequence[torch.Tensor], scale: int, columns: dict | None = None,
+                    crop: int = 96, zoom: int = 3, label: str = "model") -> Image.Image:  # fmt: skip
+    """One row per image: enlarged crops of bicubic | model | HR (plus any extra ``columns``).
+
+    Args:
+        items: benchmark images (with ``lr``, ``hr``, ``name``).
+        outputs: the model's outputs, one per item.
+        columns: extra ``{label: [outputs]}`` shown between bicubic and HR.
+        crop: side of the HR crop, taken where the HR image has most detail.
+        zoom: enlargement of the crops (nearest neighbour, so pixels stay visible).
+    """
+    from perceptlab.ops.resize import imresize
+
+    columns = {"bicubic": [imresize(it.lr, scale=scale).clamp(0, 1) for it in items], label: list(outputs),
+               **(columns or {}), "HR": [it.hr for it in items]}  # fmt: skip
+    side, pad, head = crop * zoom, 6, 18
+    sheet = Image.new("RGB", (len(columns) * (side + pad) + pad, len(items) * (side + pad + head) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, item in enumerate(items):
+        c = min(crop, *item.hr.shape[-2:])
+        y, x = _busiest_window(item.hr, c)
+        for k, (name, images) in enumerate(columns.items()):
+            patch = _to_pil(images[r][..., y : y + c, x : x + c]).resize((c * zoom, c * zoom), Image.NEAREST)
+            left, top = pad + k * (side + pad), pad + r * (side + pad + head)
+            draw.text((left, top), f"{name} ({item.name})" if k == 0 else name, fill="black")
+            sheet.paste(patch, (left, top + head))
+    return sheet

@@ -1,0 +1,253 @@
+"""Training super-resolution networks with any weighted combination of losses, GANs included.
+
+One loop for every network of :data:`perceptlab.nets.sr.SR_NETS`::
+
+    lr, hr = data.sample_batch(batch_size)          # random HR crops, LR made on the fly
+    sr = net(lr)
+    parts = loss(sr, hr)                             # CombinedLoss: {"loss", "<term>", ...}
+    generator step on parts["loss"]
+    [discriminator step on adversarial.discriminator_step_loss(sr, hr)]   # when a GAN term is present
+
+Runs are resumable (see :mod:`perceptlab.training`): ``train_sr`` called again
+with the same configuration and folder continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from perceptlab._files import atomic_write
+from perceptlab.losses import AdversarialLoss, CombinedLoss, parse_spec
+from perceptlab.training import (
+    MetricsLog,
+    prepare_run_dir,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+)
+
+
+@dataclass
+class SRTrainConfig:
+    """Everything that defines a super-resolution training run (also the TOML file's keys).
+
+    Attributes:
+        net: a name of :data:`perceptlab.nets.sr.SR_NETS` (``srcnn``, ``johnson``, ``srresnet``).
+        scale: upscaling factor.
+        losses: loss specs ``TERM[:ARG][*WEIGHT]`` (see :mod:`perceptlab.losses.combined`);
+            an ``adversarial`` term adds a discriminator and its own optimisation step.
+        data: folders of high-resolution training images.
+        steps: optimisation steps (the budget; may be raised when resuming).
+        batch_size: HR crops per step.
+        hr_crop: side of the HR crops (the LR input is ``hr_crop / scale``).
+        lr: Adam learning rate of the network.
+        blur_sigma: Gaussian blur before bicubic downsampling (Johnson et al.: 1.0; 0 = plain bicubic).
+        vgg_weights: ``vgg16`` or ``vgg16_caffe`` for the feature and style terms.
+        discriminator: ``srgan`` or ``patch``, used when an adversarial term is present.
+        d_lr: Adam learning rate of the discriminator.
+        init: weights to start the network from (a ``model.safetensors``, e.g. SRResNet for SRGAN).
+        val_data: a benchmark folder (``Set5``-like layout) for periodic validation.
+        val_every, ckpt_every, log_every: intervals in steps.
+        seed: seed of every random stream.
+        threads: torch CPU threads (0 = torch's default).
+    """
+
+    net: str = "johnson"
+    scale: int = 4
+    losses: list[str] = field(default_factory=lambda: ["feature:relu2_2"])
+    data: list[str] = field(default_factory=list)
+    steps: int = 1000
+    batch_size: int = 16
+    hr_crop: int = 96
+    lr: float = 1e-3
+    blur_sigma: float = 0.0
+    vgg_weights: str = "vgg16"
+    discriminator: str = "srgan"
+    d_lr: float = 1e-4
+    init: str | None = None
+    val_data: str | None = None
+    val_every: int = 500
+    ckpt_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> SRTrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration key(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ValueError("no training data: give at least one folder of images (--data)")
+        if self.hr_crop % self.scale:
+            raise ValueError(f"hr_crop {self.hr_crop} must be a multiple of the scale {self.scale}")
+        for spec in self.losses:
+            parse_spec(spec)
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be positive")
+
+
+def _build(config: SRTrainConfig):
+    from perceptlab.nets.sr import build_sr_net
+
+    net = build_sr_net(config.net, scale=config.scale)
+    if config.init:
+        net.load_state_dict(load_sr_weights(config.init)[0])
+    discriminator = None
+    if any(parse_spec(s)[0] == "adversarial" for s in config.losses):
+        discriminator = _build_discriminator(config.discriminator)
+    loss = CombinedLoss.from_specs(config.losses, vgg_weights=config.vgg_weights, discriminator=discriminator)
+    return net, loss, discriminator
+
+
+def _build_discriminator(name: str) -> torch.nn.Module:
+    if name == "srgan":
+        from perceptlab.nets.sr import SRGANDiscriminator
+
+        return SRGANDiscriminator()
+    if name == "patch":
+        from perceptlab.nets import PatchDiscriminator
+
+        return PatchDiscriminator()
+    raise ValueError(f"discriminator must be 'srgan' or 'patch', got {name!r}")
+
+
+def _adversarial_term(loss: CombinedLoss) -> AdversarialLoss | None:
+    return next((m for m in loss.terms.values() if isinstance(m, AdversarialLoss)), None)
+
+
+def save_sr_weights(path: str | Path, net: torch.nn.Module, config: SRTrainConfig, extra: dict | None = None) -> None:
+    """Write the network's weights as safetensors with what is needed to rebuild it in the metadata."""
+    metadata = {"task": "sr", "net": config.net, "scale": str(config.scale),
+                "config": json.dumps(dataclasses.asdict(config)), **(extra or {})}  # fmt: skip
+    tensors = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def load_sr_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict and metadata of a file written by :func:`save_sr_weights`."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+        return {k: handle.get_tensor(k) for k in handle.keys()}, metadata
+
+
+def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> dict:
+    """Train (or resume) a super-resolution run in ``out``; return a summary dict.
+
+    Returns:
+        ``{"steps": int, "seconds": float, "final": {loss parts at the last step}, "weights": path}``
+    """
+    from perceptlab.sr.data import SRTrainingSet
+
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out, resumed = prepare_run_dir(out, dataclasses.asdict(config))
+    generator = seed_everything(config.seed)
+    net, loss, discriminator = _build(config)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=(0.9, 0.999)) if discriminator else None
+    data = SRTrainingSet(config.data, scale=config.scale, hr_crop=config.hr_crop, blur_sigma=config.blur_sigma,
+                         seed=config.seed)  # fmt: skip
+    step, seconds = 0, 0.0
+    if resumed:
+        net.load_state_dict(resumed["net"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        if discriminator is not None:
+            discriminator.load_state_dict(resumed["discriminator"])
+            d_optimizer.load_state_dict(resumed["d_optimizer"])
+        restore_rng(resumed["rng"], generator)
+        step, seconds = int(resumed["step"]), float(resumed["seconds"])
+    log = MetricsLog(out / "metrics.csv", resume_step=step)
+    adversarial = _adversarial_term(loss)
+    val = _validation(config)
+
+    def checkpoint() -> None:
+        state = {"config": dataclasses.asdict(config), "step": step, "seconds": seconds, "net": net.state_dict(),
+                 "optimizer": optimizer.state_dict(), "rng": rng_state(generator)}  # fmt: skip
+        if discriminator is not None:
+            state |= {"discriminator": discriminator.state_dict(), "d_optimizer": d_optimizer.state_dict()}
+        save_checkpoint(out / "checkpoint.pt", state)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, desc=f"train {config.net} x{config.scale}", unit="step")
+    parts: dict[str, float] = {}
+    net.train()
+    while step < config.steps:
+        started = time.perf_counter()
+        lr_batch, hr_batch = data.sample_batch(config.batch_size, generator)
+        sr = net(lr_batch)
+        terms = loss(sr, hr_batch)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        parts = {k: float(v.detach()) for k, v in terms.items()}
+        if adversarial is not None:
+            d_optimizer.zero_grad(set_to_none=True)  # drops what the generator step left in D
+            d_loss = adversarial.discriminator_step_loss(sr.detach(), hr_batch)
+            d_loss.backward()
+            d_optimizer.step()
+            parts["d_loss"] = float(d_loss.detach())
+        step += 1
+        seconds += time.perf_counter() - started
+        if not all(math.isfinite(v) for v in parts.values()):
+            raise FloatingPointError(f"loss became non-finite at step {step}: {parts} (lower the learning rate)")
+        if step % config.log_every == 0 or step == config.steps:
+            log.append({"step": step, "seconds": round(seconds, 2), **parts})
+        if val and (step % config.val_every == 0 or step == config.steps):
+            net.eval()
+            log_val = val(net, out / "samples" / f"step_{step:06d}.png")
+            log.append({"step": step, "seconds": round(seconds, 2), **log_val})
+            net.train()
+        if step % config.ckpt_every == 0 or step == config.steps:
+            checkpoint()
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
+    if bar is not None:
+        bar.close()
+    net.eval()
+    weights = out / "model.safetensors"
+    save_sr_weights(weights, net, config, {"steps": str(step), "train_seconds": f"{seconds:.1f}"})
+    return {"steps": step, "seconds": seconds, "final": parts, "weights": str(weights)}
+
+
+def _validation(config: SRTrainConfig):
+    """A function ``(net, sample_path) -> {"val_psnr_y": ...}`` on the validation set, or None."""
+    if not config.val_data:
+        return None
+    from perceptlab.io import save_image
+    from perceptlab.sr.evaluate import comparison_grid
+    from perceptlab.sr.protocol import load_benchmark, sr_metrics
+
+    images = load_benchmark(config.val_data, config.scale)
+
+    @torch.no_grad()
+    def validate(net, sample_path: Path) -> dict:
+        rows, outputs = [], []
+        for item in images:
+            sr = net(item.lr).clamp(0, 1)
+            outputs.append(sr)
+            rows.append(sr_metrics(sr, item.hr, config.scale, is_gray=item.is_gray)["psnr_y"])
+        save_image(comparison_grid(images[:3], outputs[:3], config.scale), sample_path)
+        return {"val_psnr_y": sum(rows) / len(rows)}
+
+    return validate
