@@ -151,3 +151,21 @@ def test_upscale_cli_files_folders_colours_and_errors(tmp_path, capsys):
     assert main(["upscale", str(a), str(a), "-o", str(tmp_path / "x.png"), "--model", "bicubic"]) == 2
     assert "need an output folder" in capsys.readouterr().err
     assert main(["upscale", str(a), "-o", str(tmp_path / "y.png"), "--model", "nonexistent"]) == 2
+
+
+@pytest.mark.parametrize("name", ["johnson", "srresnet"])
+def test_folding_batchnorm_keeps_the_outputs(name):
+    from perceptlab.sr.models import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = build_sr_net(name, scale=4)
+    net.train()
+    net(torch.rand(4, 3, 12, 12))  # move the running statistics away from their initial values
+    net.eval()
+    x = torch.rand(2, 3, 10, 14)
+    with torch.no_grad():
+        before = net(x)
+        folded = fold_batchnorm(net)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        # Relative: an untrained SRResNet outputs values in the hundreds.
+        assert torch.allclose(folded(x), before, rtol=1e-5, atol=1e-5 * before.abs().max().item())

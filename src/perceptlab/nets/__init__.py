@@ -1,5 +1,17 @@
-"""Networks perceptlab trains: discriminators (more to come: SR and style transformation nets)."""
+"""Networks perceptlab trains: super-resolution networks (a registry) and discriminators."""
 
 from perceptlab.nets.discriminators import PatchDiscriminator
+from perceptlab.nets.sr import (
+    SR_NETS,
+    SplitKernelConv2d,
+    SRGANDiscriminator,
+    SRNetInfo,
+    build_sr_net,
+    list_sr_nets,
+    register_sr_net,
+)
 
-__all__ = ["PatchDiscriminator"]
+__all__ = [
+    "SR_NETS", "PatchDiscriminator", "SRGANDiscriminator", "SRNetInfo", "SplitKernelConv2d",
+    "build_sr_net", "list_sr_nets", "register_sr_net",
+]  # fmt: skip

@@ -42,6 +42,7 @@ def upscale_tiled(
     if tile < 1 or overlap < 0:
         raise ValueError(f"tile must be >= 1 and overlap >= 0, got tile={tile}, overlap={overlap}")
     _, _, h, w = lr.shape
+    lr = lr.contiguous(memory_format=torch.channels_last)
     out = np.empty((h * scale, w * scale, 3), dtype=np.uint8)
     boxes = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
     if progress and len(boxes) > 1:
