@@ -74,7 +74,7 @@ def test_frozen_eval_and_gradient_reaches_the_input():
 
 
 def test_channels_last_gives_the_same_features():
-    a = VGG16Features(("relu1_2", "relu3_3"), weights=None)
+    a = VGG16Features(("relu1_2", "relu3_3"), weights=None, channels_last=False)
     b = VGG16Features(("relu1_2", "relu3_3"), weights=None, channels_last=True)
     b.load_state_dict(a.state_dict())
     b.to(memory_format=torch.channels_last)

@@ -117,3 +117,16 @@ def test_every_registered_term_builds_and_backpropagates(term):
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
     assert pred.grad is not None
+
+
+def test_channels_last_and_default_layout_give_the_same_loss_and_gradient():
+    fast = FeatureLoss(("relu1_2", "relu2_2"), weights=None, channels_last=True)
+    plain = FeatureLoss(("relu1_2", "relu2_2"), weights=None, channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    target = torch.rand(2, 3, 20, 20)
+    grads = []
+    for loss in (fast, plain):
+        pred = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        loss(pred, target).backward()
+        grads.append(pred.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

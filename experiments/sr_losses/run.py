@@ -60,29 +60,41 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def evaluate_all(runs: Path) -> dict:
+def evaluate_model(name: str, runs: Path) -> dict | None:
+    """Scores of one model on the three benchmarks, cached in ``runs/NAME/eval.json`` next to its weights."""
     from perceptlab.sr.evaluate import evaluate_sr
     from perceptlab.sr.models import load_sr_model
     from perceptlab.sr.train import load_sr_weights
 
+    weights = runs / name / "model.safetensors"
+    cache = runs / name / "eval.json"
+    if name != "bicubic" and not weights.is_file():
+        print(f"skipping {name}: {weights} not found (train it first)", file=sys.stderr)
+        return None
+    if cache.is_file() and (name == "bicubic" or cache.stat().st_mtime > weights.stat().st_mtime):
+        return json.loads(cache.read_text())
+    model = load_sr_model("bicubic" if name == "bicubic" else str(weights))
+    entry: dict = {"benchmarks": {}}
+    if name != "bicubic":
+        _, meta = load_sr_weights(weights)
+        entry |= {"steps": int(meta["steps"]), "train_minutes": round(float(meta["train_seconds"]) / 60, 1),
+                  "losses": json.loads(meta["config"])["losses"]}  # fmt: skip
     data = ROOT.parent / "shared" / "data"
+    for bench in BENCHMARKS:
+        rows, mean, _ = evaluate_sr(model, data / bench, 4, progress=sys.stderr.isatty())
+        entry["benchmarks"][bench] = {"mean": mean, "images": rows}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(entry, indent=2) + "\n")
+    print(f"evaluated {name}", file=sys.stderr)
+    return entry
+
+
+def evaluate_all(runs: Path) -> dict:
     results: dict = {"models": {}, "hardware": f"{cpu_name()}, {os.cpu_count()} cores", "torch": torch.__version__}
     for name in ("bicubic", *MODELS):
-        weights = runs / name / "model.safetensors"
-        if name != "bicubic" and not weights.is_file():
-            print(f"skipping {name}: {weights} not found (train it first)", file=sys.stderr)
-            continue
-        model = load_sr_model("bicubic" if name == "bicubic" else str(weights))
-        entry: dict = {"benchmarks": {}}
-        if name != "bicubic":
-            _, meta = load_sr_weights(weights)
-            entry |= {"steps": int(meta["steps"]), "train_minutes": round(float(meta["train_seconds"]) / 60, 1),
-                      "losses": json.loads(meta["config"])["losses"]}  # fmt: skip
-        for bench in BENCHMARKS:
-            rows, mean, _ = evaluate_sr(model, data / bench, 4)
-            entry["benchmarks"][bench] = {"mean": mean, "images": rows}
-        results["models"][name] = entry
-        print(f"evaluated {name}", file=sys.stderr)
+        entry = evaluate_model(name, runs)
+        if entry is not None:
+            results["models"][name] = entry
     return results
 
 
@@ -238,11 +250,15 @@ def main() -> int:
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--ship", action="store_true", help="copy the weights into src/perceptlab/models with cards")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate (and cache) the models trained so far")
     args = parser.parse_args()
-    if not args.report_only:
+    if not (args.report_only or args.eval_only):
         for name in args.only or MODELS:
             train(name, args.runs, args.steps)
     if args.train_only:
+        return 0
+    if args.eval_only:
+        evaluate_all(args.runs)
         return 0
     results = evaluate_all(args.runs)
     write_report(results, args.runs)

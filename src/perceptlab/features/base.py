@@ -40,6 +40,9 @@ class FeatureNet(nn.Module):
                 previous = names[names.index(name) - 1]
                 module.inplace = previous not in self.layers
         self.channels_last = channels_last
+        if channels_last:
+            # Before any weights are loaded: load_state_dict copies into these channels-last parameters.
+            self.to(memory_format=torch.channels_last)
         self.min_size = self._min_size()
         self.requires_grad_(False)
         self.eval()
@@ -65,8 +68,6 @@ class FeatureNet(nn.Module):
         result = self.body.load_state_dict({k: v for k, v in state.items() if k.split(".")[0] in self.body}, strict=False)
         if result.missing_keys:
             raise RuntimeError(f"weights {weights!r} lack {result.missing_keys}")
-        if self.channels_last:
-            self.to(memory_format=torch.channels_last)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

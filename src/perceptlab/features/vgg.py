@@ -83,7 +83,7 @@ class VGG16Features(FeatureNet):
         weights_file: an explicit local weights file (see :func:`perceptlab.weights.fetch`).
         pooling: ``"max"`` (the network as trained), ``"avg"`` (Gatys et al.'s variant)
             or ``"l2"`` (DISTS).
-        channels_last: run the convolutions in channels-last memory layout (faster on CPU).
+        channels_last: run the convolutions in channels-last memory layout (default; faster on CPU).
 
     Shape:
         input (N, 3, H, W) RGB in [0, 1]; each output (N, C, H / 2**k, W / 2**k).
@@ -100,7 +100,7 @@ class VGG16Features(FeatureNet):
         weights: str | None = "vgg16",
         weights_file=None,
         pooling: str = "max",
-        channels_last: bool = False,
+        channels_last: bool = True,
     ):
         if weights is not None and weights not in VGG16_WEIGHTS:
             raise ValueError(f"VGG-16 weights must be one of {VGG16_WEIGHTS} or None, got {weights!r}")

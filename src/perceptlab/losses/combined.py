@@ -28,14 +28,14 @@ def _pixel(arg: str | None, **_) -> nn.Module:
     return _choose("pixel", kinds, arg or "mse")()
 
 
-def _feature(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = False, **_) -> nn.Module:
+def _feature(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = True, **_) -> nn.Module:
     from perceptlab.losses.perceptual import FeatureLoss
 
     layers = arg.split(",") if arg else ["relu2_2"]
     return FeatureLoss(layers, weights=vgg_weights, channels_last=channels_last)
 
 
-def _style(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = False, **_) -> nn.Module:
+def _style(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = True, **_) -> nn.Module:
     from perceptlab.losses.perceptual import STYLE_LAYERS, StyleLoss
 
     layers = arg.split(",") if arg else STYLE_LAYERS
