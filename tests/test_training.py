@@ -82,3 +82,13 @@ def test_metrics_log_widens_for_new_columns(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "m.csv")))
     assert rows == [{"step": "1", "loss": "0.5", "val_psnr_y": ""}, {"step": "1", "loss": "", "val_psnr_y": "25"},
                     {"step": "2", "loss": "0.25", "val_psnr_y": ""}]  # fmt: skip
+
+
+def test_keep_freed_memory_configures_glibc():
+    import platform
+
+    from perceptlab._alloc import keep_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory() is True
