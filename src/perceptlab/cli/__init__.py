@@ -15,11 +15,11 @@ import sys
 
 from perceptlab import __version__
 from perceptlab._alloc import keep_freed_memory
-from perceptlab.cli import evaluate, score, train, upscale, weights
+from perceptlab.cli import evaluate, score, stylize, train, upscale, weights
 from perceptlab.io import ImageError
 from perceptlab.weights import WeightsError
 
-COMMANDS = (score, upscale, train, evaluate, weights)
+COMMANDS = (score, upscale, stylize, train, evaluate, weights)
 EXPECTED_ERRORS = (ImageError, WeightsError, ValueError, ImportError)
 
 

@@ -9,6 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+from perceptlab.cli.train_style import add_style_parser
 from perceptlab.sr.train import SRTrainConfig, train_sr
 
 # flag -> config key, for the options that are plain values.
@@ -20,7 +21,7 @@ _SR_FLAGS = {
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a network (sr)", description="Train a network.")
+    p = subparsers.add_parser("train", help="train a network (sr, style)", description="Train a network.")
     tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
     sr = tasks.add_parser(
         "sr",
@@ -41,6 +42,7 @@ def add_parser(subparsers) -> None:
         sr.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag, help=f"(default: {default})")
     sr.add_argument("--no-progress", action="store_true", help="no progress bar")
     sr.set_defaults(run=run_sr)
+    add_style_parser(tasks)
 
 
 def sr_config(args: argparse.Namespace) -> SRTrainConfig:

@@ -1,0 +1,77 @@
+"""``perceptlab train style --style STYLE.jpg --data DIR --out RUN_DIR``: train a feed-forward style network."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+# flag -> config key, for the options that are plain values.
+_STYLE_FLAGS = {
+    "steps": int, "batch_size": int, "image_size": int, "lr": float, "content_weight": float,
+    "style_weight": float, "tv_weight": float, "style_size": int, "norm": str, "padding": str, "vgg_weights": str,
+    "sample_image": str, "sample_every": int, "ckpt_every": int, "log_every": int, "seed": int, "threads": int,
+}  # fmt: skip
+# flag -> config key, for the layer lists, given comma-separated.
+_LAYER_FLAGS = ("content_layers", "style_layers")
+
+
+def _layers(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def add_style_parser(tasks) -> None:
+    """Add ``style`` to the task subparsers of ``perceptlab train``."""
+    from perceptlab.style.train import StyleTrainConfig
+
+    p = tasks.add_parser(
+        "style",
+        help="train a feed-forward style transfer network for one style",
+        description=(
+            "Train Johnson et al.'s style transformation network for one style image on folders of content "
+            "images. Options come from --config (TOML, keys as in perceptlab.style.train.StyleTrainConfig) and are "
+            "overridden by flags. Running the same command again resumes from RUN_DIR/checkpoint.pt."
+        ),
+    )
+    p.add_argument("--config", type=Path, help="TOML file with the run's settings")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.csv, samples)")
+    p.add_argument("--style", metavar="IMAGE", help="the style image")
+    p.add_argument("--data", action="append", metavar="DIR", help="folder of content images, repeatable")
+    defaults = dataclasses.asdict(StyleTrainConfig())
+    for key in _LAYER_FLAGS:
+        p.add_argument(f"--{key.replace('_', '-')}", type=_layers, dest=key, metavar="LAYERS",
+                       help=f"comma-separated VGG-16 layers (default: {','.join(defaults[key])})")  # fmt: skip
+    for flag, kind in _STYLE_FLAGS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag, help=f"(default: {defaults[flag]})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_style)
+
+
+def style_config(args: argparse.Namespace):
+    import tomllib
+
+    from perceptlab.style.train import StyleTrainConfig
+
+    values: dict = {}
+    if args.config:
+        try:
+            values = tomllib.loads(args.config.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{args.config}: no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{args.config}: not valid TOML ({exc})") from None
+    for key in (*_STYLE_FLAGS, *_LAYER_FLAGS, "style", "data"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    return StyleTrainConfig.from_dict(values)
+
+
+def run_style(args: argparse.Namespace) -> int:
+    from perceptlab.style.train import train_style
+
+    config = style_config(args)
+    summary = train_style(config, args.out, progress=not args.no_progress)
+    print(json.dumps({"config": dataclasses.asdict(config), **summary}, indent=2), file=sys.stdout)
+    return 0

@@ -1,0 +1,240 @@
+"""Training a feed-forward style network (Johnson et al. 2016) for one style image.
+
+::
+
+    crops = data.sample_batch(batch_size)           # random image_size crops of the content folders
+    out = net(crops)                                 # JohnsonStyleNet
+    parts = loss(out, crops)                         # StyleTransferLoss: {"loss", "content", "style", "tv"}
+    Adam step on parts["loss"]
+
+The defaults are the paper's: 256x256 crops, batch 4, Adam at 1e-3, content
+on relu2_2, style on relu1_2, relu2_2, relu3_3, relu4_3, 40 000 steps (two
+epochs of COCO's 80 000 images), the style image's longer side resized to 256
+as in the authors' code. The loss weights are discussed in
+:mod:`perceptlab.style.losses`.
+
+The content crops come from :class:`perceptlab.sr.SRTrainingSet` at scale 1:
+the same random crops, flips and transpositions as SR training, every image
+held in memory as 8 bits (fine for BSD-sized sets; COCO's 80 000 images would
+need ~70 GB). Runs are resumable (see :mod:`perceptlab.training`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from perceptlab.losses.perceptual import STYLE_LAYERS
+from perceptlab.style.losses import CONTENT_LAYERS, CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT
+
+# Samples are made at most this large (longer side), to stay cheap.
+SAMPLE_SIDE = 512
+
+
+@dataclass
+class StyleTrainConfig:
+    """Everything that defines a style training run (also the TOML file's keys).
+
+    Attributes:
+        style: the style image file.
+        data: folders of content images (not searched recursively).
+        steps: optimisation steps (the budget; may be raised when resuming).
+        batch_size: crops per step.
+        image_size: side of the square training crops.
+        lr: Adam learning rate.
+        content_layers, style_layers: VGG-16 layers of the two terms.
+        content_weight, style_weight, tv_weight: the loss weights
+            (:class:`perceptlab.style.StyleTransferLoss`).
+        style_size: longer side the style image is resized to before taking
+            its Grams; 0 keeps its size.
+        norm: ``instance`` or ``batch`` (:class:`perceptlab.nets.style.JohnsonStyleNet`).
+        padding: ``reflect`` or ``zeros``.
+        vgg_weights: ``vgg16`` (the weights above are tuned for it) or ``vgg16_caffe``.
+        sample_image: content image stylised every ``sample_every`` steps into
+            ``samples/``; default the first training image.
+        sample_every, ckpt_every, log_every: intervals in steps.
+        seed: seed of every random stream.
+        threads: torch CPU threads (0 = torch's default).
+    """
+
+    style: str = ""
+    data: list[str] = field(default_factory=list)
+    steps: int = 40000
+    batch_size: int = 4
+    image_size: int = 256
+    lr: float = 1e-3
+    content_layers: list[str] = field(default_factory=lambda: list(CONTENT_LAYERS))
+    style_layers: list[str] = field(default_factory=lambda: list(STYLE_LAYERS))
+    content_weight: float = CONTENT_WEIGHT
+    style_weight: float = STYLE_WEIGHT
+    tv_weight: float = TV_WEIGHT
+    style_size: int = 256
+    norm: str = "instance"
+    padding: str = "reflect"
+    vgg_weights: str | None = "vgg16"
+    sample_image: str | None = None
+    sample_every: int = 500
+    ckpt_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> StyleTrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration key(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def validate(self) -> None:
+        from perceptlab.nets.style import MIN_SIZE, STYLE_NORMS, STYLE_PADDINGS
+
+        if not self.style:
+            raise ValueError("no style image: give one (--style)")
+        if not self.data:
+            raise ValueError("no training data: give at least one folder of content images (--data)")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be positive")
+        if self.image_size < MIN_SIZE:
+            raise ValueError(f"image_size must be at least {MIN_SIZE}, got {self.image_size}")
+        if self.norm not in STYLE_NORMS or self.padding not in STYLE_PADDINGS:
+            raise ValueError(f"norm must be one of {STYLE_NORMS} and padding one of {STYLE_PADDINGS}")
+        if min(self.sample_every, self.ckpt_every, self.log_every) < 1:
+            raise ValueError("sample_every, ckpt_every and log_every must be positive")
+
+
+def _file_sha256(path: str) -> str:
+    from perceptlab.io import ImageError
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as err:
+        raise ImageError(path, f"cannot read ({err.strerror or err})") from None
+
+
+def save_style_weights(path: str | Path, net: torch.nn.Module, config: StyleTrainConfig, extra: dict) -> None:
+    """Write the network's weights as safetensors, with what is needed to rebuild it in the metadata."""
+    from safetensors.torch import save_file
+
+    from perceptlab._files import atomic_write
+
+    metadata = {
+        "task": "style", "net": net.name, "norm": config.norm, "padding": config.padding,
+        "style": Path(config.style).name, "config": json.dumps(dataclasses.asdict(config)), **extra,
+    }  # fmt: skip
+    tensors = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def _build(config: StyleTrainConfig):
+    from perceptlab.io import read_image
+    from perceptlab.nets.style import JohnsonStyleNet
+    from perceptlab.style.losses import StyleTransferLoss
+
+    net = JohnsonStyleNet(norm=config.norm, padding=config.padding)
+    loss = StyleTransferLoss(
+        read_image(config.style), content_layers=config.content_layers, style_layers=config.style_layers,
+        content_weight=config.content_weight, style_weight=config.style_weight, tv_weight=config.tv_weight,
+        style_size=config.style_size or None, vgg_weights=config.vgg_weights,
+    )  # fmt: skip
+    return net, loss
+
+
+def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True) -> dict:
+    """Train (or resume) a style network in ``out``; return a summary dict.
+
+    The run folder holds ``config.toml``, ``checkpoint.pt``, ``metrics.csv``
+    (step, seconds, loss, content, style, tv), ``samples/step_NNNNNN.png``
+    and, at the end, ``model.safetensors`` (metadata ``task = "style"``, the
+    net's ``norm`` and ``padding``, the style file's name and sha256, the
+    configuration, the steps and the training time).
+
+    Returns:
+        ``{"steps": int, "seconds": float, "final": {loss parts at the last step}, "weights": path}``
+
+    Raises:
+        ValueError: a bad configuration, a folder holding another run, or a
+            style image that changed since the run began.
+        ImageError: a missing or unreadable style or content image.
+    """
+    from perceptlab.io import read_image, write_image
+    from perceptlab.sr.data import SRTrainingSet
+    from perceptlab.style.losses import resize_longer_side
+    from perceptlab.training import (
+        MetricsLog, prepare_run_dir, restore_rng, rng_state, save_checkpoint, seed_everything,
+    )  # fmt: skip
+
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    style_sha256 = _file_sha256(config.style)
+    out, resumed = prepare_run_dir(out, dataclasses.asdict(config))
+    generator = seed_everything(config.seed)
+    net, loss = _build(config)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    data = SRTrainingSet(config.data, scale=1, hr_crop=config.image_size, seed=config.seed)
+    sample = read_image(config.sample_image or data.paths[0])
+    if max(sample.shape[-2:]) > SAMPLE_SIDE:
+        sample = resize_longer_side(sample, SAMPLE_SIDE)
+    step, seconds = 0, 0.0
+    if resumed:
+        if resumed["style_sha256"] != style_sha256:
+            raise ValueError(f"{config.style} changed since the run in {out} began; start a new run")
+        net.load_state_dict(resumed["net"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        restore_rng(resumed["rng"], generator)
+        step, seconds = int(resumed["step"]), float(resumed["seconds"])
+    log = MetricsLog(out / "metrics.csv", resume_step=step)
+
+    def checkpoint() -> None:
+        save_checkpoint(out / "checkpoint.pt", {
+            "config": dataclasses.asdict(config), "style_sha256": style_sha256, "step": step, "seconds": seconds,
+            "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(generator),
+        })  # fmt: skip
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, desc=f"train style {Path(config.style).stem}", unit="step")
+    parts: dict[str, float] = {}
+    net.train()
+    while step < config.steps:
+        started = time.perf_counter()
+        _, crops = data.sample_batch(config.batch_size, generator)
+        terms = loss(net(crops), crops)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        parts = {k: float(v.detach()) for k, v in terms.items()}
+        step += 1
+        seconds += time.perf_counter() - started
+        if not all(math.isfinite(v) for v in parts.values()):
+            raise FloatingPointError(f"loss became non-finite at step {step}: {parts} (lower the learning rate)")
+        if step % config.log_every == 0 or step == config.steps:
+            log.append({"step": step, "seconds": round(seconds, 2), **parts})
+        if step % config.sample_every == 0 or step == config.steps:
+            net.eval()
+            with torch.no_grad():
+                write_image(net(sample), out / "samples" / f"step_{step:06d}.png")
+            net.train()
+        if step % config.ckpt_every == 0 or step == config.steps:
+            checkpoint()
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
+    if bar is not None:
+        bar.close()
+    net.eval()
+    weights = out / "model.safetensors"
+    save_style_weights(weights, net, config, {"style_sha256": style_sha256, "steps": str(step),
+                                              "train_seconds": f"{seconds:.1f}"})  # fmt: skip
+    return {"steps": step, "seconds": seconds, "final": parts, "weights": str(weights)}
