@@ -13,7 +13,8 @@ from conftest import shared_dir
 from perceptlab.cli import main
 from perceptlab.nets.sr import build_sr_net
 from perceptlab.sr.models import load_sr_model
-from perceptlab.sr.train import SRTrainConfig, load_sr_weights, train_sr
+from perceptlab.sr.train import SRTrainConfig, train_sr
+from perceptlab.training import load_model_file
 from perceptlab.sr.upscale import upscale_tiled
 
 
@@ -42,7 +43,7 @@ def test_training_writes_a_complete_run_folder(photos, tmp_path):
     assert {p.name for p in run.iterdir()} >= {"config.toml", "checkpoint.pt", "metrics.csv", "model.safetensors"}
     lines = (run / "metrics.csv").read_text().splitlines()
     assert lines[0].startswith("step,seconds,loss,pixel:mse") and len(lines) == 7
-    tensors, meta = load_sr_weights(run / "model.safetensors")
+    tensors, meta = load_model_file(run / "model.safetensors")
     assert meta["net"] == "srcnn" and meta["scale"] == "2" and meta["steps"] == "6"
 
 
@@ -50,8 +51,8 @@ def test_resumed_training_equals_uninterrupted_training(photos, tmp_path):
     train_sr(_config(photos, steps=8), tmp_path / "straight", progress=False)
     train_sr(_config(photos, steps=4), tmp_path / "resumed", progress=False)
     train_sr(_config(photos, steps=8), tmp_path / "resumed", progress=False)
-    a, _ = load_sr_weights(tmp_path / "straight" / "model.safetensors")
-    b, _ = load_sr_weights(tmp_path / "resumed" / "model.safetensors")
+    a, _ = load_model_file(tmp_path / "straight" / "model.safetensors")
+    b, _ = load_model_file(tmp_path / "resumed" / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     steps = [line.split(",")[0] for line in (tmp_path / "resumed" / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == [str(i) for i in range(1, 9)]
@@ -95,7 +96,7 @@ def test_models_load_from_run_folder_weights_and_checkpoint(photos, tmp_path):
                                                tmp_path / "run" / "checkpoint.pt")]  # fmt: skip
     assert outs[0].shape == (1, 3, 16, 16)
     assert torch.allclose(outs[0], outs[1]) and torch.allclose(outs[0], outs[2])
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ValueError, match="unknown SR model"):
         load_sr_model("no_such_model")
 
 
@@ -155,7 +156,7 @@ def test_upscale_cli_files_folders_colours_and_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["johnson", "srresnet"])
 def test_folding_batchnorm_keeps_the_outputs(name):
-    from perceptlab.sr.models import fold_batchnorm
+    from perceptlab.nets.fold import fold_batchnorm
 
     torch.manual_seed(0)
     net = build_sr_net(name, scale=4)

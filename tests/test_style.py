@@ -243,9 +243,9 @@ def test_training_writes_a_complete_run_folder(photos, style_file, tmp_path):
     assert Image.open(run / "samples" / "step_000002.png").size == (48, 40)
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert list(rows[0]) == ["step", "seconds", "loss", "content", "style", "tv"] and len(rows) == 3
-    from perceptlab.sr.train import load_sr_weights
+    from perceptlab.training import load_model_file
 
-    _, meta = load_sr_weights(run / "model.safetensors")
+    _, meta = load_model_file(run / "model.safetensors")
     assert meta["task"] == "style" and meta["net"] == "johnson_style" and meta["norm"] == "instance"
     assert meta["style"] == "style.png" and len(meta["style_sha256"]) == 64 and meta["steps"] == "3"
 

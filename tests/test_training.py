@@ -92,3 +92,41 @@ def test_keep_freed_memory_configures_glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert keep_freed_memory() is True
+
+
+def test_config_load_reads_toml_applies_overrides_and_names_problems(tmp_path):
+    import dataclasses
+
+    from perceptlab.training import TrainConfig
+
+    @dataclasses.dataclass
+    class Config(TrainConfig):
+        lr: float = 0.1
+        steps: int = 10
+
+    path = tmp_path / "c.toml"
+    path.write_text("lr = 0.5\nsteps = 3\n")
+    assert Config.load(path, {"steps": 7, "lr": None}) == Config(lr=0.5, steps=7)
+    with pytest.raises(ValueError, match="unknown configuration key"):
+        Config.load(None, {"rate": 1})
+    with pytest.raises(ValueError, match="no such file"):
+        Config.load(tmp_path / "missing.toml")
+    path.write_text("lr = = 1")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        Config.load(path)
+
+
+def test_model_files_round_trip_and_resolution(tmp_path):
+    from perceptlab.training import load_model_file, resolve_model_file, save_model_file
+
+    net = torch.nn.Linear(2, 3)
+    save_model_file(tmp_path / "run" / "model.safetensors", net, {"task": "x"})
+    tensors, meta = load_model_file(tmp_path / "run" / "model.safetensors")
+    assert meta == {"task": "x"} and torch.equal(tensors["weight"], net.weight)
+    assert resolve_model_file(str(tmp_path / "run"), {}, "X") == tmp_path / "run" / "model.safetensors"
+    assert resolve_model_file("mine", {"mine": tmp_path / "m.safetensors"}, "X") == tmp_path / "m.safetensors"
+    with pytest.raises(ValueError, match="unknown X model 'nope'"):
+        resolve_model_file("nope", {}, "X")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a safetensors weights file"):
+        load_model_file(tmp_path / "junk.safetensors")

@@ -64,7 +64,7 @@ def evaluate_model(name: str, runs: Path) -> dict | None:
     """Scores of one model on the three benchmarks, cached in ``runs/NAME/eval.json`` next to its weights."""
     from perceptlab.sr.evaluate import evaluate_sr
     from perceptlab.sr.models import load_sr_model
-    from perceptlab.sr.train import load_sr_weights
+    from perceptlab.training import load_model_file
 
     weights = runs / name / "model.safetensors"
     cache = runs / name / "eval.json"
@@ -76,7 +76,7 @@ def evaluate_model(name: str, runs: Path) -> dict | None:
     model = load_sr_model("bicubic" if name == "bicubic" else str(weights))
     entry: dict = {"benchmarks": {}}
     if name != "bicubic":
-        _, meta = load_sr_weights(weights)
+        _, meta = load_model_file(weights)
         entry |= {"steps": int(meta["steps"]), "train_minutes": round(float(meta["train_seconds"]) / 60, 1),
                   "losses": json.loads(meta["config"])["losses"]}  # fmt: skip
     data = ROOT.parent / "shared" / "data"

@@ -16,9 +16,11 @@ with the same random stream and gives the same result as an uninterrupted one.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import random
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -138,3 +140,78 @@ def rng_state(generator: torch.Generator) -> dict:
 def restore_rng(state: Mapping, generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     generator.set_state(state["data"])
+
+
+class TrainConfig:
+    """Mixin for run configurations (dataclasses): build from a dict or a TOML file, refusing unknown keys."""
+
+    @classmethod
+    def from_dict(cls, values: Mapping):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration key(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, overrides: Mapping | None = None):
+        """Values from the TOML file at ``path`` (if any), then ``overrides`` that are not ``None``."""
+        values: dict = {}
+        if path is not None:
+            try:
+                values = tomllib.loads(Path(path).read_text())
+            except FileNotFoundError:
+                raise ValueError(f"{path}: no such file") from None
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        values |= {k: v for k, v in (overrides or {}).items() if v is not None}
+        return cls.from_dict(values)
+
+
+# ------------------------------------------------------------------ model files
+# Our own trained models: safetensors with what rebuilds the network in the metadata.
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def save_model_file(path: str | os.PathLike, net: torch.nn.Module, metadata: Mapping[str, str]) -> None:
+    """Write ``net``'s weights as safetensors with string ``metadata``, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=dict(metadata)))
+
+
+def load_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict and metadata of a file written by :func:`save_model_file`."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            return {k: handle.get_tensor(k) for k in handle.keys()}, metadata
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{path}: not a safetensors weights file ({exc})") from None
+
+
+def shipped_models(names: tuple[str, ...]) -> dict[str, Path]:
+    """Those of ``names`` whose weights are installed in ``perceptlab/models/``, ``{name: file}``."""
+    files = {name: MODELS_DIR / f"{name}.safetensors" for name in names}
+    return {name: path for name, path in files.items() if path.is_file()}
+
+
+def resolve_model_file(spec: str, shipped: Mapping[str, Path], what: str) -> Path:
+    """The weights file named by ``spec``: a shipped name, a file, or a run folder
+    (its ``model.safetensors``, else its ``checkpoint.pt``)."""
+    if spec in shipped:
+        return shipped[spec]
+    path = Path(spec)
+    if path.is_dir():
+        for candidate in (path / "model.safetensors", path / "checkpoint.pt"):
+            if candidate.is_file():
+                return candidate
+        raise ValueError(f"{path}: a run folder without model.safetensors or checkpoint.pt")
+    if path.is_file():
+        return path
+    known = ", ".join(shipped) or "none installed"
+    raise ValueError(f"unknown {what} model {spec!r}: not a shipped model ({known}), nor a file or run folder")

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import tomllib
 from pathlib import Path
 
 from perceptlab.cli.train_style import add_style_parser
@@ -46,18 +45,7 @@ def add_parser(subparsers) -> None:
 
 
 def sr_config(args: argparse.Namespace) -> SRTrainConfig:
-    values: dict = {}
-    if args.config:
-        try:
-            values = tomllib.loads(args.config.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{args.config}: no such file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{args.config}: not valid TOML ({exc})") from None
-    for key in (*_SR_FLAGS, "losses", "data"):
-        if getattr(args, key) is not None:
-            values[key] = getattr(args, key)
-    return SRTrainConfig.from_dict(values)
+    return SRTrainConfig.load(args.config, {key: getattr(args, key) for key in (*_SR_FLAGS, "losses", "data")})
 
 
 def run_sr(args: argparse.Namespace) -> int:

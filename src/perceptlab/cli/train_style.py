@@ -50,22 +50,10 @@ def add_style_parser(tasks) -> None:
 
 
 def style_config(args: argparse.Namespace):
-    import tomllib
-
     from perceptlab.style.train import StyleTrainConfig
 
-    values: dict = {}
-    if args.config:
-        try:
-            values = tomllib.loads(args.config.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{args.config}: no such file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{args.config}: not valid TOML ({exc})") from None
-    for key in (*_STYLE_FLAGS, *_LAYER_FLAGS, "style", "data"):
-        if getattr(args, key) is not None:
-            values[key] = getattr(args, key)
-    return StyleTrainConfig.from_dict(values)
+    keys = (*_STYLE_FLAGS, *_LAYER_FLAGS, "style", "data")
+    return StyleTrainConfig.load(args.config, {key: getattr(args, key) for key in keys})
 
 
 def run_style(args: argparse.Namespace) -> int:

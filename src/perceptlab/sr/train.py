@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from perceptlab._files import atomic_write
 from perceptlab.losses import AdversarialLoss, CombinedLoss, parse_spec
 from perceptlab.training import (
     MetricsLog,
+    TrainConfig,
+    load_model_file,
+    save_model_file,
     prepare_run_dir,
     restore_rng,
     rng_state,
@@ -37,7 +38,7 @@ from perceptlab.training import (
 
 
 @dataclass
-class SRTrainConfig:
+class SRTrainConfig(TrainConfig):
     """Everything that defines a super-resolution training run (also the TOML file's keys).
 
     Attributes:
@@ -81,14 +82,6 @@ class SRTrainConfig:
     seed: int = 0
     threads: int = 0
 
-    @classmethod
-    def from_dict(cls, values: dict) -> SRTrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown configuration key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
     def validate(self) -> None:
         if not self.data:
             raise ValueError("no training data: give at least one folder of images (--data)")
@@ -105,7 +98,7 @@ def _build(config: SRTrainConfig):
 
     net = build_sr_net(config.net, scale=config.scale)
     if config.init:
-        net.load_state_dict(load_sr_weights(config.init)[0])
+        net.load_state_dict(load_model_file(config.init)[0])
     discriminator = None
     if any(parse_spec(s)[0] == "adversarial" for s in config.losses):
         discriminator = _build_discriminator(config.discriminator)
@@ -130,20 +123,10 @@ def _adversarial_term(loss: CombinedLoss) -> AdversarialLoss | None:
 
 
 def save_sr_weights(path: str | Path, net: torch.nn.Module, config: SRTrainConfig, extra: dict | None = None) -> None:
-    """Write the network's weights as safetensors with what is needed to rebuild it in the metadata."""
+    """Write the network's weights with what is needed to rebuild it (task, net, scale, config) in the metadata."""
     metadata = {"task": "sr", "net": config.net, "scale": str(config.scale),
                 "config": json.dumps(dataclasses.asdict(config)), **(extra or {})}  # fmt: skip
-    tensors = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-
-
-def load_sr_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The state dict and metadata of a file written by :func:`save_sr_weights`."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        return {k: handle.get_tensor(k) for k in handle.keys()}, metadata
+    save_model_file(path, net, metadata)
 
 
 def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> dict:

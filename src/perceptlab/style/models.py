@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from perceptlab._checks import check_image
+from perceptlab.training import load_model_file, resolve_model_file, shipped_models
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 SHIPPED_STYLE = ("style_candy", "style_mosaic", "style_rain_princess", "style_udnie")
 # Enough context around a tile for a batch-norm network (its receptive field reaches 57 pixels),
 # and a multiple of 4, which keeps the tiles on the network's stride-4 grid.
@@ -22,25 +22,7 @@ TILE_OVERLAP = 64
 
 def shipped_style_models() -> dict[str, Path]:
     """The shipped style models present in this installation, ``{name: weights file}``."""
-    files = {name: MODELS_DIR / f"{name}.safetensors" for name in SHIPPED_STYLE}
-    return {name: path for name, path in files.items() if path.is_file()}
-
-
-def resolve_model_file(spec: str, shipped: dict[str, Path], what: str) -> Path:
-    """The weights file named by ``spec``: a shipped name, a file, or a run folder (its ``model.safetensors``,
-    else its ``checkpoint.pt``)."""
-    if spec in shipped:
-        return shipped[spec]
-    path = Path(spec)
-    if path.is_dir():
-        for candidate in (path / "model.safetensors", path / "checkpoint.pt"):
-            if candidate.is_file():
-                return candidate
-        raise ValueError(f"{path}: a run folder without model.safetensors or checkpoint.pt")
-    if path.is_file():
-        return path
-    known = ", ".join(shipped) or "none installed"
-    raise ValueError(f"unknown {what} model {spec!r}: not a shipped model ({known}), nor a file or run folder")
+    return shipped_models(SHIPPED_STYLE)
 
 
 def load_style_model(spec: str) -> torch.nn.Module:
@@ -59,8 +41,7 @@ def load_style_model(spec: str) -> torch.nn.Module:
         ValueError: unknown spec, or a file that is not a perceptlab style model.
     """
     from perceptlab.nets.style import JohnsonStyleNet
-    from perceptlab.sr.models import fold_batchnorm
-    from perceptlab.sr.train import load_sr_weights
+    from perceptlab.nets.fold import fold_batchnorm
 
     path = resolve_model_file(spec, shipped_style_models(), "style")
     if path.suffix == ".pt":
@@ -72,12 +53,7 @@ def load_style_model(spec: str) -> torch.nn.Module:
         net = JohnsonStyleNet(norm=state["config"]["norm"], padding=state["config"]["padding"])
         net.load_state_dict(state["net"])
     else:
-        from safetensors import SafetensorError
-
-        try:
-            tensors, metadata = load_sr_weights(path)
-        except SafetensorError as exc:
-            raise ValueError(f"{path}: not a safetensors weights file ({exc})") from None
+        tensors, metadata = load_model_file(path)
         if metadata.get("task") != "style":
             raise ValueError(f"{path}: not a style model written by perceptlab (no 'task: style' metadata)")
         net = JohnsonStyleNet(norm=metadata["norm"], padding=metadata["padding"])

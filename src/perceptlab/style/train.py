@@ -33,13 +33,14 @@ import torch
 
 from perceptlab.losses.perceptual import STYLE_LAYERS
 from perceptlab.style.losses import CONTENT_LAYERS, CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT
+from perceptlab.training import TrainConfig, save_model_file
 
 # Samples are made at most this large (longer side), to stay cheap.
 SAMPLE_SIDE = 512
 
 
 @dataclass
-class StyleTrainConfig:
+class StyleTrainConfig(TrainConfig):
     """Everything that defines a style training run (also the TOML file's keys).
 
     Attributes:
@@ -86,14 +87,6 @@ class StyleTrainConfig:
     seed: int = 0
     threads: int = 0
 
-    @classmethod
-    def from_dict(cls, values: dict) -> StyleTrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown configuration key(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
     def validate(self) -> None:
         from perceptlab.nets.style import MIN_SIZE, STYLE_NORMS, STYLE_PADDINGS
 
@@ -121,17 +114,12 @@ def _file_sha256(path: str) -> str:
 
 
 def save_style_weights(path: str | Path, net: torch.nn.Module, config: StyleTrainConfig, extra: dict) -> None:
-    """Write the network's weights as safetensors, with what is needed to rebuild it in the metadata."""
-    from safetensors.torch import save_file
-
-    from perceptlab._files import atomic_write
-
+    """Write the network's weights with what is needed to rebuild it in the metadata."""
     metadata = {
         "task": "style", "net": net.name, "norm": config.norm, "padding": config.padding,
         "style": Path(config.style).name, "config": json.dumps(dataclasses.asdict(config)), **extra,
     }  # fmt: skip
-    tensors = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    save_model_file(path, net, metadata)
 
 
 def _build(config: StyleTrainConfig):
