@@ -14,9 +14,10 @@ import torch
 from perceptlab.nets.fold import fold_batchnorm
 from perceptlab.training import load_model_file, resolve_model_file, shipped_models
 
-SHIPPED_SR = ("johnson_x4_vgg", "johnson_x4_mse", "srcnn_x4_vgg", "srcnn_x4_mse")
-# Perceptual by default: the point of this library.
-DEFAULT_SR_MODEL = "johnson_x4_vgg"
+SHIPPED_SR = ("srcnn_x4_vgg", "srcnn_x4_mse", "johnson_x4_vgg", "johnson_x4_mse")
+# Perceptual by default, and the best of our perceptual models on LPIPS and DISTS
+# (docs/experiments/sr_losses.md; the Johnson nets also fail on large white areas).
+DEFAULT_SR_MODEL = "srcnn_x4_vgg"
 
 
 def shipped_sr_models() -> dict[str, Path]:
