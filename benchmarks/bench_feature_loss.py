@@ -3,14 +3,15 @@
 Run ``python benchmarks/bench_feature_loss.py [--quick] [--threads N] [--no-compile]``; writes
 ``benchmarks/results/feature_loss.json``. Three phases, in this order:
 
-1. ``matrix``: :class:`perceptlab.losses.FeatureLoss` as the library ships it, up to
-   relu2_2 and relu4_3, at 256x256 batch 4 and 96x96 batch 16, default layout and
-   channels-last, forward and forward+backward.
+1. ``matrix``: :class:`perceptlab.losses.FeatureLoss` up to relu2_2 and relu4_3, at
+   256x256 batch 4 and 96x96 batch 16, forward and forward+backward, as the library
+   ships it (channels-last VGG, layout-aware MSE) and with ``channels_last=False`` (NCHW).
 2. ``investigation``: one case (relu2_2, 256x256 batch 4, forward+backward) under
-   variants: threads, oneDNN off, one batch for pred and target, channels-last
-   input, a layout-aware MSE, ``torch.compile``, bf16 autocast.
+   variants: the MSE the library used before (``pow(2).mean``), NCHW weights, a
+   channels-last input, the old default (NCHW with that MSE), threads, oneDNN off,
+   one batch for pred and target, ``torch.compile``, bf16 autocast.
 3. ``allocator``: glibc malloc told to keep freed memory (it cannot be undone, so
-   it comes last), for the default loss and the best eager variant.
+   it comes last), for the loss as shipped and the old default.
 
 Each variant is timed round-robin with a square fp32 matmul run just before it;
 the ratio reported is per round (see ``benchmarks/README.md``).
@@ -25,7 +26,6 @@ import time
 
 import harness
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from perceptlab.losses.perceptual import FeatureLoss
@@ -33,7 +33,8 @@ from perceptlab.losses.perceptual import FeatureLoss
 FULL_SHAPES = {"256x256 b4": (4, 256, 256), "96x96 b16": (16, 96, 96)}
 QUICK_SHAPES = {"64x64 b2": (2, 64, 64), "32x32 b4": (4, 32, 32)}
 DEPTHS = ("relu2_2", "relu4_3")
-LAYOUTS = ("default", "channels_last")
+LAYOUTS = ("channels_last", "nchw")  # as shipped first
+LAYOUT_NAMES = {"channels_last": "as shipped", "nchw": "NCHW"}
 MODES = ("forward", "forward+backward")
 MATMUL_N = 2048
 
@@ -49,27 +50,21 @@ FLOPS_COUNTED = (
 )
 
 
-def per_sample_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference per sample, (N, C, H, W) -> (N,): the change proposed for ``losses/perceptual.py``.
+class PlainMSEFeatureLoss(FeatureLoss):
+    """:class:`FeatureLoss` with the MSE the library used before (``pow(2).mean`` on the features as they come).
 
-    Channels-last features are compared through their NHWC views, which are
-    contiguous: the mean does not depend on the element order, and the backward
-    of a reduction over a channels-last tensor otherwise takes a slow strided path.
+    On channels-last features its backward takes a slow strided path; the library
+    now compares the NHWC views (``perceptlab.losses.perceptual._per_sample_mse``).
     """
-    if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
-        a, b = a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)
-    return F.mse_loss(a, b, reduction="none").mean(dim=(1, 2, 3))
-
-
-class LayoutAwareFeatureLoss(FeatureLoss):
-    """:class:`FeatureLoss` with :func:`per_sample_mse` (reduction "mean")."""
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             target_features = self.net(target)
         pred_features = self.net(pred)
-        values = (w * per_sample_mse(pred_features[k], target_features[k]) for k, w in self.layer_weights.items())
-        return sum(values).mean()
+        return sum(
+            w * (pred_features[k] - target_features[k]).pow(2).mean(dim=(1, 2, 3))
+            for k, w in self.layer_weights.items()
+        ).mean()
 
 
 class OneBatchFeatureLoss(FeatureLoss):
@@ -125,7 +120,7 @@ def num_threads(n: int | None):
 def make_step(
     depth: str,
     shape: tuple[int, int, int],
-    layout: str = "default",
+    layout: str = "channels_last",
     mode: str = "forward+backward",
     loss_class: type[FeatureLoss] = FeatureLoss,
     weights_channels_last: bool = True,
@@ -138,10 +133,9 @@ def make_step(
     """One call of the loss (and its backward) on fixed random inputs, as a no-argument callable."""
     n, h, w = shape
     channels_last = layout == "channels_last"
-    loss = loss_class(depth, weights=None, channels_last=channels_last)
-    if channels_last and weights_channels_last:
-        # FeatureNet.load converts the weights only when it loads some: do here what it does with real weights.
-        loss.to(memory_format=torch.channels_last)
+    loss = loss_class(depth, weights=None, channels_last=channels_last)  # FeatureNet makes the weights channels-last
+    if channels_last and not weights_channels_last:
+        loss.to(memory_format=torch.contiguous_format)
     gen = torch.Generator().manual_seed(0)
     pred = torch.rand(n, 3, h, w, generator=gen)
     target = torch.rand(n, 3, h, w, generator=gen)
@@ -230,35 +224,34 @@ def investigation_variants(compile_ok: bool) -> dict[str, tuple[dict, str]]:
     """The variants of the investigation phase: ``{name: (options for make_step, description)}``."""
     threads = torch.get_num_threads()
     other = (os.cpu_count() or 1) if threads == 1 else threads // 2
+    nchw = {"layout": "nchw"}
     specs = {
-        "default": ({}, "the library as is, default layout"),
-        "channels_last": ({"layout": "channels_last"}, "channels_last=True, weights converted as load() does"),
-        "channels_last, weights NCHW": (
-            {"layout": "channels_last", "weights_channels_last": False},
-            "channels_last=True with weights=None as the library leaves it: weights not converted",
+        "as shipped": ({}, "FeatureLoss(): channels-last VGG, layout-aware MSE"),
+        "as shipped, plain MSE (before)": (
+            {"loss_class": PlainMSEFeatureLoss}, "channels-last VGG with the previous MSE, pow(2).mean",
         ),
-        "channels_last, channels-last input": (
-            {"layout": "channels_last", "input_channels_last": True},
-            "input already channels-last: no layout copy after the normalisation",
+        "as shipped, weights NCHW": (
+            {"weights_channels_last": False}, "channels-last input, weights converted back to NCHW",
         ),
-        f"default, {other} threads": ({"threads": other}, f"torch.set_num_threads({other}) around the call"),
-        "default, oneDNN off": ({"mkldnn": False}, "torch.backends.mkldnn.flags(enabled=False)"),
-        "default, one batch": ({"loss_class": OneBatchFeatureLoss}, "pred and target through VGG as one batch of 2N"),
-        "default, layout-aware MSE": ({"loss_class": LayoutAwareFeatureLoss}, "per_sample_mse (proposed diff)"),
-        "channels_last, layout-aware MSE": (
-            {"layout": "channels_last", "loss_class": LayoutAwareFeatureLoss},
-            "channels-last + per_sample_mse (proposed diff)",
+        "as shipped, channels-last input": (
+            {"input_channels_last": True}, "input already channels-last: no layout copy after the normalisation",
         ),
-        "channels_last, bf16 autocast": (
-            {"layout": "channels_last", "bf16": True},
-            "torch.autocast('cpu', bfloat16): NOT fp32, other numerics; for information only",
+        "NCHW": (nchw, "FeatureLoss(channels_last=False)"),
+        "NCHW, plain MSE (old default)": (
+            {**nchw, "loss_class": PlainMSEFeatureLoss}, "the previous default: NCHW VGG, pow(2).mean",
+        ),
+        f"as shipped, {other} threads": ({"threads": other}, f"torch.set_num_threads({other}) around the call"),
+        "as shipped, oneDNN off": ({"mkldnn": False}, "torch.backends.mkldnn.flags(enabled=False)"),
+        "as shipped, one batch": (
+            {"loss_class": OneBatchFeatureLoss}, "pred and target through VGG as one batch of 2N",
+        ),
+        "as shipped, bf16 autocast": (
+            {"bf16": True}, "torch.autocast('cpu', bfloat16): NOT fp32, other numerics; for information only",
         ),
     }
     if compile_ok:
-        specs["default, torch.compile"] = ({"compile": True}, "torch.compile(loss), inductor, default options")
-        specs["channels_last, torch.compile"] = (
-            {"layout": "channels_last", "compile": True}, "as above, channels-last",
-        )
+        specs["as shipped, torch.compile"] = ({"compile": True}, "torch.compile(loss), inductor, default options")
+        specs["NCHW, torch.compile"] = ({**nchw, "compile": True}, "as above, NCHW")
     if other == threads:  # one core: no other thread count to try
         specs = {k: v for k, v in specs.items() if "threads" not in k}
     return specs
@@ -268,21 +261,25 @@ def allocator_variants(headline: bool) -> dict[str, tuple[dict, str]]:
     """The variants of the allocator phase; the headline case gets two more to separate the two changes."""
     note = "malloc keeps freed memory"
     specs = {
-        "default": ({}, f"the library as is, {note}"),
-        "channels_last, layout-aware MSE": (
-            {"layout": "channels_last", "loss_class": LayoutAwareFeatureLoss},
-            f"channels-last + per_sample_mse, {note}",
+        "as shipped": ({}, f"FeatureLoss(), {note}"),
+        "NCHW, plain MSE (old default)": (
+            {"layout": "nchw", "loss_class": PlainMSEFeatureLoss}, f"the previous default, {note}",
         ),
     }
     if headline:
-        specs["channels_last"] = ({"layout": "channels_last"}, f"channels-last, {note}")
-        specs["default, layout-aware MSE"] = ({"loss_class": LayoutAwareFeatureLoss}, f"per_sample_mse, {note}")
+        specs["as shipped, plain MSE (before)"] = (
+            {"loss_class": PlainMSEFeatureLoss}, f"channels-last, pow(2).mean, {note}",
+        )
+        specs["NCHW"] = ({"layout": "nchw"}, f"FeatureLoss(channels_last=False), {note}")
     return specs
 
 
 def matrix_variants() -> dict[str, tuple[dict, str]]:
     return {
-        f"{layout}, {mode}": ({"layout": layout, "mode": mode}, "FeatureLoss as shipped")
+        f"{LAYOUT_NAMES[layout]}, {mode}": (
+            {"layout": layout, "mode": mode},
+            "FeatureLoss as shipped" if layout == "channels_last" else "FeatureLoss(channels_last=False)",
+        )
         for layout in LAYOUTS for mode in MODES
     }  # fmt: skip
 
@@ -298,7 +295,7 @@ def build(options: dict, description: str, depth: str, shape: tuple[int, int, in
     n, h, w = shape
     return {
         "phase": phase, "depth": depth, "input": {"batch": n, "height": h, "width": w},
-        "layout": options.get("layout", "default"), "mode": mode, "description": description,
+        "layout": options.get("layout", "channels_last"), "mode": mode, "description": description,
         "threads": options.get("threads") or torch.get_num_threads(), "flops": case_flops(depth, shape)[mode],
         "first_call_s": first_call_s, "step": step,
     }  # fmt: skip
@@ -367,6 +364,10 @@ def main(argv=None) -> int:
             "2*n^3 FLOPs, same thread count as the variant",
             "flops_counted": FLOPS_COUNTED,
             "weights": "weights=None (random): the speed does not depend on the values",
+            "variants": "'as shipped' = FeatureLoss(depth, weights=None): channels-last VGG (weights made "
+            "channels-last by FeatureNet) and the layout-aware MSE of losses/perceptual.py; 'NCHW' = the same "
+            "with channels_last=False; 'plain MSE (before)' = the previous (pred - target).pow(2).mean(dim=(1,2,3)); "
+            "'old default' = NCHW with that MSE",
             "forward_mode": "loss(pred, target) with pred requiring grad, as in training (graph built, not used)",
             "allocator_phase": "glibc mallopt: M_MMAP_THRESHOLD and M_TRIM_THRESHOLD 2**31-1, M_TOP_PAD 256 MiB",
         },

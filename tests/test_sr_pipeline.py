@@ -170,3 +170,14 @@ def test_folding_batchnorm_keeps_the_outputs(name):
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
         # Relative: an untrained SRResNet outputs values in the hundreds.
         assert torch.allclose(folded(x), before, rtol=1e-5, atol=1e-5 * before.abs().max().item())
+
+
+@pytest.mark.parametrize("name,scale", [("srcnn", 4), ("srcnn", 3), ("bicubic", 4), ("johnson", 4)])
+def test_each_network_tile_context_is_enough_for_exact_tiling(name, scale):
+    torch.manual_seed(0)
+    net = build_sr_net(name, scale=scale).eval()
+    lr = torch.rand(1, 3, 37, 45)
+    with torch.no_grad():
+        whole = (net(lr)[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
+    tiled = upscale_tiled(net, lr, scale, tile=12, overlap=net.tile_context).astype(float)
+    assert np.abs(tiled - whole).max() <= 1 and (tiled == whole).mean() > 0.999

@@ -29,7 +29,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", default=DEFAULT_SR_MODEL, help=f"model name or file (default: {DEFAULT_SR_MODEL})")
     p.add_argument("--scale", type=int, default=4, help="scale, for --model bicubic (default 4)")
     p.add_argument("--tile", type=int, default=128, help="tile side in input pixels (default 128)")
-    p.add_argument("--overlap", type=int, default=16, help="context around each tile in input pixels (default 16)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="context around each tile in input pixels (default: the model's receptive field)")  # fmt: skip
     p.add_argument("--match-colors", action="store_true", help="match the output's colour histograms to the input's")
     p.set_defaults(run=run)
 
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     scale = int(net.scale)
     for source, target in jobs:
         lr = read_image(source)
-        out = upscale_tiled(net, lr, scale, tile=args.tile, overlap=args.overlap, progress=True)
+        overlap = args.overlap if args.overlap is not None else net.tile_context
+        out = upscale_tiled(net, lr, scale, tile=args.tile, overlap=overlap, progress=True)
         if args.match_colors:
             reference = (lr[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
             out = match_histograms(out, reference)

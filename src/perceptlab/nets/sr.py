@@ -216,6 +216,9 @@ class _SRNet(nn.Module):
     """Base of the registered networks: checks ``scale`` against the registry and keeps it."""
 
     name: str  # set by register_sr_net
+    # Input pixels of context a tile needs for tiled inference to equal whole-image inference
+    # (the receptive field's radius, in LR pixels); subclasses set their own.
+    tile_context: int = 16
 
     def __init__(self, scale: int):
         super().__init__()
@@ -258,6 +261,7 @@ class Bicubic(_SRNet):
 
     def __init__(self, scale: int = 4):
         super().__init__(scale)
+        self.tile_context = 2  # the cubic kernel's reach
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         check_image(lr, "lr", channels=3)
@@ -305,6 +309,8 @@ class SRCNN(_SRNet):
 
     def __init__(self, scale: int = 3):
         super().__init__(scale)
+        # The cubic kernel's 2 input pixels, plus the 9-5-5 convolutions' 8 output pixels in input pixels.
+        self.tile_context = 2 + -(-8 // scale)
         self.body = nn.Sequential(
             nn.Conv2d(3, 64, 9, padding=4),
             nn.ReLU(inplace=True),
@@ -452,6 +458,8 @@ class SRResNet(_SRNet):
 
     def __init__(self, scale: int = 4, n_blocks: int = 16, channels: int = 64):
         super().__init__(scale)
+        # 9x9 head (4) + 2 convs per block + the trunk conv, at input resolution; the tail adds about 2.
+        self.tile_context = 4 + 2 * n_blocks + 1 + 2
         self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU(channels))
         self.trunk = nn.Sequential(
             *(_ResidualBlock(channels, lambda: nn.PReLU(channels)) for _ in range(n_blocks)),
