@@ -121,18 +121,21 @@ class SRTrainingSet(IterableDataset):
     def _load(self, folders) -> tuple[list[Path], list[torch.Tensor]]:
         if isinstance(folders, (str, os.PathLike)):
             folders = [folders]
-        paths, images = [], []
+        paths, images, skipped = [], [], []
         for path in (p for folder in folders for p in list_images(folder)):
             image = read_image(path)[0]
             h, w = image.shape[-2:]
             if min(h, w) < self.hr_crop:
-                warnings.warn(
-                    f"{path}: {h}x{w} is smaller than the {self.hr_crop}-pixel crop; skipped", stacklevel=3
-                )
+                skipped.append(f"{path.name}: {h}x{w}")
                 continue
             paths.append(path)
             # 8 bits per value is all the files hold (16-bit files lose their extra precision).
             images.append(image.mul(255.0).round().to(torch.uint8))
+        if skipped:
+            # One warning for the lot: a folder of small images would otherwise print a line each.
+            shown = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+            warnings.warn(f"skipped {len(skipped)} image(s) smaller than the {self.hr_crop}-pixel crop ({shown})",
+                          stacklevel=3)  # fmt: skip
         if not images:
             where = ", ".join(str(folder) for folder in folders)
             raise ValueError(f"no image of at least {self.hr_crop}x{self.hr_crop} pixels in {where}")
