@@ -33,8 +33,7 @@ DOCS = ROOT / "docs" / "experiments"
 
 def recipe(name: str) -> dict:
     values = tomllib.loads((HERE / "recipes" / f"{name}.toml").read_text())
-    for key in ("data",):
-        values[key] = [str((ROOT / p).resolve()) for p in values[key]]
+    values["data"] = [str((ROOT / p).resolve()) for p in values["data"]]
     if values.get("val_data"):
         values["val_data"] = str((ROOT / values["val_data"]).resolve())
     return values
