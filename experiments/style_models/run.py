@@ -1,0 +1,195 @@
+"""Train the shipped feed-forward style models and copy them into the package with model cards.
+
+    python experiments/style_models/run.py --only starry_night      # train (resuming) one style
+    python experiments/style_models/run.py --ship                   # train all (resuming), then ship them
+    python experiments/style_models/run.py --ship-only              # ship the finished runs as they are
+
+Recipes: ``recipes/NAME.toml`` (paths relative to the repository root); the
+same as ``perceptlab train style --config recipes/NAME.toml --out runs/style_NAME``,
+run from the repository root. Runs live in ``runs/style_NAME`` (git-ignored) and
+resume where they stopped. Shipping writes ``src/perceptlab/models/style_NAME.safetensors``
+(weights stored as float16: half the size, and the stylised images differ by
+at most one 8-bit level, checked when shipping) with a model card
+``style_NAME.md``, and copies the training log to ``logs/NAME.csv``.
+
+Styles: paintings whose authors died more than 70 years ago (public domain in
+most countries), so that the shipped weights carry no question about the
+artwork. The style images themselves are not redistributed: they stay in
+``../shared/data/style`` (see its PROVENANCE.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+# name -> (artwork, artist, year, why it is free to use)
+STYLES = {
+    "starry_night": ("The Starry Night (crop)", "Vincent van Gogh", "1889", "public domain (artist died 1890)"),
+    "wave": ("The Great Wave off Kanagawa (crop)", "Katsushika Hokusai", "c. 1831",
+             "public domain (artist died 1849)"),  # fmt: skip
+    "udnie": ("Udnie (Young American Girl, The Dance)", "Francis Picabia", "1913",
+              "public domain in the US (published 1913) and in the EU since 2024 (artist died 1953)"),  # fmt: skip
+}
+MODELS_DIR = ROOT / "src" / "perceptlab" / "models"
+
+
+def recipe(name: str) -> dict:
+    """The recipe's settings; its paths are relative to the repository root, where main() runs."""
+    return tomllib.loads((HERE / "recipes" / f"{name}.toml").read_text())
+
+
+def small_images(folders: list[str], side: int) -> int:
+    """How many training images the trainer skips for being smaller than the crop."""
+    from PIL import Image
+
+    from perceptlab.io import list_images
+
+    count = 0
+    for folder in folders:
+        for path in list_images(folder):
+            with Image.open(path) as image:
+                count += min(image.size) < side
+    return count
+
+
+def run_dir(name: str, runs: Path) -> Path:
+    return runs / f"style_{name}"
+
+
+def train(name: str, runs: Path, steps: int | None) -> None:
+    from perceptlab.style.train import StyleTrainConfig, train_style
+
+    values = recipe(name)
+    if steps:
+        values["steps"] = steps
+    summary = train_style(StyleTrainConfig.from_dict(values), run_dir(name, runs), progress=sys.stderr.isatty())
+    print(f"{name}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min of training", file=sys.stderr)
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def final_losses(metrics: Path, last: int = 10) -> dict[str, float]:
+    """Mean of the loss parts over the last ``last`` log rows (each row is one batch: noisy)."""
+    with open(metrics, newline="") as handle:
+        rows = list(csv.DictReader(handle))[-last:]
+    return {k: sum(float(r[k]) for r in rows) / len(rows) for k in ("loss", "content", "style", "tv")}
+
+
+def half_precision_check(src: Path, dst: Path) -> int:
+    """Largest 8-bit difference between the float32 and the shipped float16 model on the sample image."""
+    from perceptlab.io import read_image
+    from perceptlab.style.losses import resize_longer_side
+    from perceptlab.style.models import load_style_model
+
+    image = resize_longer_side(read_image(ROOT.parent / "shared" / "data" / "style" / "johnson" / "content"
+                                          / "chicago.jpg"), 512)  # fmt: skip
+    with torch.no_grad():
+        a, b = (load_style_model(str(p))(image).mul(255).round() for p in (src, dst))
+    return int((a - b).abs().max())
+
+
+def ship(name: str, runs: Path) -> None:
+    from safetensors.torch import save_file
+
+    from perceptlab._files import atomic_write
+    from perceptlab.training import load_model_file
+
+    folder = run_dir(name, runs)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        print(f"skipping {name}: {weights} not found (finish its training first)", file=sys.stderr)
+        return
+    tensors, meta = load_model_file(weights)
+    config = json.loads(meta["config"])
+    target = MODELS_DIR / f"style_{name}.safetensors"
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    atomic_write(target, lambda tmp: save_file(half, str(tmp), metadata={**meta, "dtype": "float16"}))
+    worst = half_precision_check(weights, target)
+    if worst > 1:
+        target.unlink()
+        raise SystemExit(f"{name}: float16 weights change the output by {worst} levels; not shipped")
+    (HERE / "logs").mkdir(exist_ok=True)
+    shutil.copyfile(folder / "metrics.csv", HERE / "logs" / f"{name}.csv")
+    losses = final_losses(folder / "metrics.csv")
+    artwork, artist, year, rights = STYLES[name]
+    card = [
+        f"# style_{name}",
+        "",
+        f"Feed-forward style transfer (Johnson et al. 2016) in the style of *{artwork}*, {artist}, {year}; "
+        f"trained by perceptlab's own trainer (`perceptlab.style.train_style`).",
+        "",
+        f"- use: `perceptlab stylize photo.jpg -o out.png --model style_{name}`",
+        f"- network: `JohnsonStyleNet`, {config['norm']} norm, {config['padding']} padding; weights stored as "
+        f"float16 (outputs within {worst} 8-bit level of the float32 weights)",
+        f"- style image: `{config['style']}` "
+        f"(sha256 {meta['style_sha256'][:16]}...), longer side resized to {config['style_size']} px; the artwork is "
+        f"{rights}; the image itself is not distributed with perceptlab",
+        "- loss: content relu2_2 (weight {content_weight:g}), Gram style relu1_2, relu2_2, relu3_3, relu4_3 "
+        "(weight {style_weight:g}), total variation (weight {tv_weight:g}), ImageNet VGG-16 "
+        "(`perceptlab.style.StyleTransferLoss`)".format(**config),
+        f"- content data: {' + '.join(Path(d).name for d in config['data'])} (the SR training photos; "
+        f"{small_images(config['data'], config['image_size'])} images smaller than the crop skipped), "
+        f"random {config['image_size']} px crops with flips and 90-degree rotations",
+        f"- optimiser: Adam lr {config['lr']}, batch {config['batch_size']}, seed {config['seed']}",
+        f"- steps: {meta['steps']} (the paper: 40 000 of 256 px crops); training wall time: "
+        f"{float(meta['train_seconds']) / 60:.0f} min",
+        f"- hardware: {cpu_name()}, {os.cpu_count()} cores, 1 thread per run, three runs sharing the machine "
+        "(the wall time is an upper bound); torch " + torch.__version__,
+        f"- final training losses (mean of the last 10 logged batches): total {losses['loss']:.3g}, "
+        f"content {losses['content']:.3g}, style {losses['style']:.3g}, tv {losses['tv']:.3g}",
+        f"- recipe: `experiments/style_models/recipes/{name}.toml`; log: `experiments/style_models/logs/{name}.csv`; "
+        f"reproduce with `python experiments/style_models/run.py --only {name}`",
+        "",
+        "Trained on a CPU with a budget far below the paper's (128 px crops instead of 256, a few thousand steps "
+        "instead of 40 000): the style is clearly there but the network is not converged. Its loss against "
+        "Gatys et al.'s optimisation is measured in docs/experiments/style_speed_quality.md.",
+    ]
+    (MODELS_DIR / f"style_{name}.md").write_text("\n".join(card) + "\n")
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()[:16]
+    print(f"shipped style_{name} ({target.stat().st_size / 1e6:.1f} MB, sha256 {digest}...)", file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=STYLES, action="append", help="only these styles")
+    parser.add_argument("--steps", type=int, help="override the recipes' step budget (resumed runs go further)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs")
+    parser.add_argument("--ship", action="store_true", help="after training, copy the models into the package")
+    parser.add_argument("--ship-only", action="store_true", help="ship the finished runs without training")
+    args = parser.parse_args()
+    # The recipes' paths are relative to the repository root, as for `perceptlab train style --config`.
+    args.runs = args.runs.resolve()
+    os.chdir(ROOT)
+    names = args.only or list(STYLES)
+    if not args.ship_only:
+        for name in names:
+            train(name, args.runs, args.steps)
+    if args.ship or args.ship_only:
+        for name in names:
+            ship(name, args.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,433 @@
+"""Feed-forward style transfer versus optimisation: how much faster at *equal loss*?
+
+    python experiments/style_speed_quality/run.py                     # every case, then the report
+    python experiments/style_speed_quality/run.py --sizes 512 --iterations 100 --jobs 2
+    python experiments/style_speed_quality/run.py --report-only       # the report from the cases measured so far
+
+Johnson et al. (2016) report that their feed-forward networks give results
+"similar" to Gatys et al.'s optimisation "three orders of magnitude faster".
+The critique: the feed-forward output has a *higher* loss than the optimisation
+reaches, the optimisation gets down to the feed-forward loss in far fewer than
+the 500 iterations behind the 1000x, so the speed-up at equal quality is
+nearer 150x. This experiment measures, for each shipped style, content image
+and size (one *case*):
+
+- the feed-forward time ``t_ff`` (median of 5 calls, after 2 warm-up calls)
+  and the loss of its output ``L_ff`` under the very objective the network was
+  trained with (:class:`perceptlab.style.StyleTransferLoss`, the model's own
+  layers, weights and style size);
+- the optimisation of the same objective from the content image with L-BFGS
+  and with Adam (:func:`perceptlab.style.stylize_optimize`), loss and time at
+  every iteration; the first iteration at which the loss is at or below
+  ``L_ff``, its time, and the speed-up at equal loss (that time over ``t_ff``),
+  against the speed-up at 500 iterations;
+- the same optimisations started from the feed-forward output (their clock
+  starts with ``t_ff`` already spent).
+
+Every case runs in its own process with one thread (``--jobs`` processes in
+parallel), so the times are CPU-core times of one core and ratios between them
+are measured in the same process. A case's results are cached in
+``runs/style_speed_quality/cases/`` (git-ignored) and reused; ``--force`` redoes
+them. When a curve is shorter than 500 iterations, the time of 500 is its
+median time per iteration times 500 (the cost of an iteration does not depend
+on the iteration), and the report says so.
+
+Outputs: ``docs/experiments/style_speed_quality.md`` with the table, one
+loss-versus-time plot per style and size (SVG, log axes) and image strips
+(``style_speed_quality_strip_STYLE.png``), and ``style_speed_quality.json``
+with every curve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "experiments"
+STYLES = ("starry_night", "wave", "udnie")
+SHARED = ROOT.parent / "shared" / "data" / "style"
+# The fixed content images (not training data of the style models).
+IMAGES = {
+    "chicago": SHARED / "johnson" / "content" / "chicago.jpg",
+    "amber": SHARED / "pytorch_examples" / "content-images" / "amber.jpg",
+}
+OPTIMIZERS = ("lbfgs", "adam")
+REFERENCE_ITERATIONS = 500
+FF_WARMUP, FF_REPEAT = 2, 5
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+class _Recorder:
+    """Wraps a StyleTransferLoss; keeps the first image whose loss is at or below ``threshold``."""
+
+    def __init__(self, loss, threshold: float):
+        self.loss, self.threshold, self.image = loss, threshold, None
+
+    def content_targets(self, content):
+        return self.loss.content_targets(content)
+
+    def __call__(self, pred, targets):
+        parts = self.loss(pred, targets)
+        if self.image is None and float(parts["loss"].detach()) <= self.threshold:
+            self.image = pred.detach().clone()
+        return parts
+
+
+def _curve(rows: list[dict], offset: float = 0.0) -> dict:
+    keys = ("loss", "content", "style", "tv")
+    return {
+        "iteration": [r["iteration"] for r in rows],
+        "seconds": [round(offset + r["seconds"], 4) for r in rows],
+        **{k: [r[k] for r in rows] for k in keys},
+        "iter_seconds_median": statistics.median(r["iter_seconds"] for r in rows[1:]) if len(rows) > 1 else None,
+    }
+
+
+def run_case(task: dict) -> str:
+    """Measure one (style, image, size) case; write its JSON and images; return the JSON path."""
+    torch.set_num_threads(1)
+    os.chdir(ROOT)
+    from perceptlab._files import atomic_write_text
+    from perceptlab.io import read_image, write_image
+    from perceptlab.style.losses import StyleTransferLoss, resize_longer_side
+    from perceptlab.style.models import load_style_model
+    from perceptlab.style.optimize import stylize_optimize
+    from perceptlab.style.models import shipped_style_models
+    from perceptlab.training import load_checkpoint, load_model_file, resolve_model_file
+
+    style, image_name, size = task["style"], task["image"], task["size"]
+    model_spec = task["model"]
+    net = load_style_model(model_spec)
+    path = resolve_model_file(model_spec, shipped_style_models(), "style")
+    if path.suffix == ".pt":  # a run that is still training
+        state = load_checkpoint(path)
+        config, steps = state["config"], int(state["step"])
+    else:
+        _, meta = load_model_file(path)
+        config, steps = json.loads(meta["config"]), int(meta["steps"])
+    loss = StyleTransferLoss(
+        read_image(config["style"]), content_layers=config["content_layers"], style_layers=config["style_layers"],
+        content_weight=config["content_weight"], style_weight=config["style_weight"], tv_weight=config["tv_weight"],
+        style_size=config["style_size"] or None, vgg_weights=config["vgg_weights"],
+    )  # fmt: skip
+    content = resize_longer_side(read_image(IMAGES[image_name]), size).mul(255).round().div(255)
+
+    with torch.no_grad():
+        for _ in range(FF_WARMUP):
+            net(content)
+        ff_times = []
+        for _ in range(FF_REPEAT):
+            started = time.perf_counter()
+            ff = net(content)
+            ff_times.append(time.perf_counter() - started)
+        t_ff = statistics.median(ff_times)
+        targets = loss.content_targets(content)
+        l_ff = {k: float(v) for k, v in loss(ff, targets).items()}
+
+    out_dir = Path(task["out"])
+    images = out_dir / f"{style}_{size}_{image_name}"
+    write_image(ff, images / "feedforward.png")
+    write_image(content, images / "content.png")
+    curves, reach = {}, {}
+    for optimizer in task["optimizers"]:  # warm-up: the first backward passes of a process are slower
+        stylize_optimize(content, loss=loss, iterations=2, optimizer=optimizer)
+    for optimizer in task["optimizers"]:
+        for init in ("content", "feedforward"):
+            key = f"{optimizer}_{init}"
+            iterations = task["iterations"] if init == "content" else task["ff_iterations"]
+            if iterations <= 0:
+                continue
+            recorder = _Recorder(loss, l_ff["loss"])
+            result, rows = stylize_optimize(
+                content, loss=recorder, iterations=iterations, optimizer=optimizer,
+                init="content" if init == "content" else ff,
+            )  # fmt: skip
+            offset = t_ff if init == "feedforward" else 0.0
+            curves[key] = _curve(rows, offset)
+            hit = next((r for r in rows if r["loss"] <= l_ff["loss"]), None)
+            reach[key] = None if hit is None else {"iteration": hit["iteration"], "seconds": offset + hit["seconds"]}
+            write_image(result, images / f"{key}_{iterations}.png")
+            if recorder.image is not None and init == "content":
+                write_image(recorder.image, images / f"{key}_reach.png")
+            print(f"  {style} {size} {image_name} {key}: {iterations} its, loss {rows[-1]['loss']:.4g} "
+                  f"(L_ff {l_ff['loss']:.4g})", file=sys.stderr, flush=True)  # fmt: skip
+
+    case = {
+        "style": style, "image": image_name, "size": size, "shape": list(content.shape[-2:]), "model": model_spec,
+        "model_steps": steps, "threads": torch.get_num_threads(), "jobs": task["jobs"],
+        "t_ff": t_ff, "t_ff_runs": ff_times, "L_ff": l_ff, "curves": curves, "reach": reach,
+        "iterations": task["iterations"], "ff_iterations": task["ff_iterations"],
+        "hardware": f"{cpu_name()}, {os.cpu_count()} cores", "torch": torch.__version__,
+        "measured": time.strftime("%Y-%m-%d %H:%M"),
+    }  # fmt: skip
+    path = out_dir / "cases" / f"{style}_{size}_{image_name}.json"
+    atomic_write_text(path, json.dumps(case, indent=1) + "\n")
+    return str(path)
+
+
+# ----------------------------------------------------------------------------------------- report
+
+
+def summarize(case: dict) -> dict:
+    """The case's speed-ups: at equal loss and at 500 iterations, per optimiser."""
+    row = {"t_ff": case["t_ff"], "L_ff": case["L_ff"]["loss"]}
+    for optimizer in OPTIMIZERS:
+        curve = case["curves"].get(f"{optimizer}_content")
+        if curve is None:
+            continue
+        reach = case["reach"].get(f"{optimizer}_content")
+        n = curve["iteration"][-1]
+        if n >= REFERENCE_ITERATIONS:
+            t500, extrapolated = curve["seconds"][curve["iteration"].index(REFERENCE_ITERATIONS)], False
+        else:
+            t500, extrapolated = curve["iter_seconds_median"] * REFERENCE_ITERATIONS, True
+        row[optimizer] = {
+            "reach_iteration": reach and reach["iteration"], "reach_seconds": reach and reach["seconds"],
+            "speedup_equal_loss": reach and reach["seconds"] / case["t_ff"],
+            "t500": t500, "t500_extrapolated": extrapolated, "speedup_500": t500 / case["t_ff"],
+            "iterations": n, "final_loss_ratio": curve["loss"][-1] / case["L_ff"]["loss"],
+            "iter_seconds": curve["iter_seconds_median"],
+        }  # fmt: skip
+        ff_curve = case["curves"].get(f"{optimizer}_feedforward")
+        if ff_curve is not None:
+            row[optimizer]["ff_init"] = {
+                "iterations": ff_curve["iteration"][-1], "loss_ratio": ff_curve["loss"][-1] / case["L_ff"]["loss"],
+                # where the content-initialised curve stands after as many iterations
+                "content_init_loss_ratio": curve["loss"][min(ff_curve["iteration"][-1], n)] / case["L_ff"]["loss"],
+            }  # fmt: skip
+    return row
+
+
+def _fmt_reach(entry: dict) -> str:
+    if entry["reach_iteration"] is None:
+        return f"not in {entry['iterations']}"
+    return f"{entry['reach_iteration']} ({entry['reach_seconds']:.1f} s)"
+
+
+def plot_case(case: dict) -> str:
+    from perceptlab.plot import line_plot
+
+    colors = {"lbfgs": "#0072B2", "adam": "#D55E00"}
+    names = {"lbfgs": "L-BFGS", "adam": "Adam"}
+    series = []
+    for key, curve in case["curves"].items():
+        optimizer, init = key.split("_", 1)
+        start = "content" if init == "content" else "feed-forward output"
+        xs, ys = curve["seconds"][1:], curve["loss"][1:]  # iteration 0 has no time of its own
+        series.append({"label": f"{names[optimizer]} from {start}", "x": xs, "y": ys, "color": colors[optimizer],
+                       "dash": "solid" if init == "content" else "dashed"})  # fmt: skip
+    series.append({"label": f"feed-forward ({case['t_ff'] * 1000:.0f} ms)", "x": [case["t_ff"]],
+                   "y": [case["L_ff"]["loss"]], "color": "#000000", "markers": True})  # fmt: skip
+    h, w = case["shape"]
+    return line_plot(
+        series, xlog=True, ylog=True, hlines=[{"label": "feed-forward loss L_ff", "y": case["L_ff"]["loss"]}],
+        title=f"{case['style']}, {case['image']} {w}x{h}: loss vs time (1 CPU thread)",
+        xlabel="seconds (log)", ylabel="total loss (log)", legend="lower left",
+    )  # fmt: skip
+
+
+def strip(case: dict, out_dir: Path, path: Path) -> None:
+    """content | feed-forward | L-BFGS when it reaches L_ff | L-BFGS at the end | L-BFGS from feed-forward."""
+    from PIL import Image, ImageDraw
+
+    from perceptlab.io import save_image
+
+    folder = out_dir / f"{case['style']}_{case['size']}_{case['image']}"
+    n, m = case["iterations"], case["ff_iterations"]
+    reach = case["reach"].get("lbfgs_content")
+    panels = [("content", "content.png"), (f"feed-forward ({case['t_ff'] * 1000:.0f} ms)", "feedforward.png")]
+    if reach is not None:
+        panels.append((f"L-BFGS {reach['iteration']} its = L_ff ({reach['seconds']:.0f} s)", "lbfgs_content_reach.png"))
+    panels.append((f"L-BFGS {n} its", f"lbfgs_content_{n}.png"))
+    if m:
+        panels.append((f"feed-forward + L-BFGS {m} its", f"lbfgs_feedforward_{m}.png"))
+    tiles = [(label, Image.open(folder / name).convert("RGB")) for label, name in panels if (folder / name).is_file()]
+    w, h = tiles[0][1].size
+    sheet = Image.new("RGB", (len(tiles) * (w + 4), h + 20), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (label, tile) in enumerate(tiles):
+        sheet.paste(tile, (i * (w + 4), 20))
+        draw.text((i * (w + 4) + 2, 4), label, fill="black")
+    save_image(sheet, path)
+
+
+def write_report(cases: list[dict], out_dir: Path, docs: Path = DOCS) -> None:
+    from perceptlab._files import atomic_write_text
+
+    docs.mkdir(parents=True, exist_ok=True)
+    cases.sort(key=lambda c: (c["size"], STYLES.index(c["style"]) if c["style"] in STYLES else 99, c["image"]))
+    summary = [{"style": c["style"], "image": c["image"], "size": c["size"], **summarize(c)} for c in cases]
+    atomic_write_text(docs / "style_speed_quality.json",
+                      json.dumps({"summary": summary, "cases": cases}, indent=1) + "\n")  # fmt: skip
+    lines = [
+        "# Style transfer: feed-forward network versus optimisation, at equal loss",
+        "",
+        "Johnson et al. (2016) say their feed-forward networks give results similar to Gatys et al.'s optimisation "
+        "\"three orders of magnitude faster\". A critique answers that the feed-forward output has a higher loss, "
+        "that the optimisation reaches that loss in far fewer than the 500 iterations behind the 1000x, so that "
+        "the speed-up at equal quality is nearer 150x, and asks for the speed-versus-quality curve and for the "
+        "feed-forward output as the optimisation's starting point. Here are those curves, measured.",
+        "",
+        "Reproduce: `python experiments/style_speed_quality/run.py` (method and options in its docstring).",
+        "",
+        "## Set-up",
+        "",
+        "- styles: the shipped models " + ", ".join(f"`style_{s}`" for s in dict.fromkeys(c["style"] for c in cases))
+        + " (model cards in `src/perceptlab/models/`); the loss is each model's own training objective "
+        "(content relu2_2, Gram style relu1_2/2_2/3_3/4_3, TV; the style image at 256 px)",
+        "- content: " + ", ".join(f"`{k}` ({v.relative_to(SHARED)})" for k, v in IMAGES.items()
+                                    if any(c["image"] == k for c in cases))
+        + ", longer side resized to each size; neither is a training image of the models",
+        "- optimisation: `stylize_optimize`, pixels parametrised as sigmoid(z); L-BFGS with a fixed step "
+        "(one loss evaluation per iteration, history 20), Adam lr 0.05 on z; iteration 0 is the starting image",
+        f"- hardware: {cases[0]['hardware']}; torch {cases[0]['torch']}; **one thread per case**, "
+        f"up to {max(c.get('jobs', 1) for c in cases)} cases at a time; times are wall seconds in that process",
+        "- no GPU was available to us: GPU rows are missing (the ratios there differ: the papers' 1000x and 150x "
+        "are GPU numbers)",
+        "",
+        "## Results",
+        "",
+        "Speed-up = optimisation time / feed-forward time, both measured in the same process. "
+        "\"reaches L_ff\" = the first iteration whose loss is at or below the feed-forward output's loss "
+        "(with its time). \\* = the time of 500 iterations is the median iteration time x 500 "
+        "(the curve was cut short to save CPU time).",
+        "",
+        "| style | size | image | t_ff | L_ff | L-BFGS reaches L_ff | speed-up at equal loss | speed-up at 500 its "
+        "| Adam reaches L_ff | Adam speed-up at equal loss | Adam speed-up at 500 its |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summary:
+        cells = [s["style"], str(s["size"]), s["image"], f"{s['t_ff'] * 1000:.0f} ms", f"{s['L_ff']:.4g}"]
+        for optimizer in OPTIMIZERS:
+            e = s.get(optimizer)
+            if e is None:
+                cells += ["-", "-", "-"]
+                continue
+            equal = f"{e['speedup_equal_loss']:.0f}x" if e["speedup_equal_loss"] else "-"
+            cells += [_fmt_reach(e), equal, f"{e['speedup_500']:.0f}x" + ("\\*" if e["t500_extrapolated"] else "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "### Starting from the feed-forward output", "",
+              "Loss after the optimisation started from the feed-forward output, and after as many iterations "
+              "from the content image, both relative to L_ff:", "",
+              "| style | size | image | optimiser | iterations | from feed-forward | from content |",
+              "|---|---:|---|---|---:|---:|---:|"]  # fmt: skip
+    for s in summary:
+        for optimizer in OPTIMIZERS:
+            e = s.get(optimizer, {}).get("ff_init")
+            if e:
+                lines.append(f"| {s['style']} | {s['size']} | {s['image']} | {optimizer} | {e['iterations']} | "
+                             f"{e['loss_ratio']:.3f} | {e['content_init_loss_ratio']:.3f} |")  # fmt: skip
+    lines += ["", "## Plots", ""]
+    for case in cases:
+        if case["image"] != cases[0]["image"]:
+            continue
+        name = f"style_speed_quality_{case['style']}_{case['size']}.svg"
+        atomic_write_text(docs / name, plot_case(case))
+        lines += [f"![{case['style']} {case['size']}]({name})", ""]
+    lines += ["## Images", ""]
+    for case in cases:
+        if case["image"] == cases[0]["image"] and case["size"] == min(c["size"] for c in cases):
+            name = f"style_speed_quality_strip_{case['style']}.png"
+            strip(case, out_dir, docs / name)
+            lines += [f"![{case['style']}]({name})", ""]
+    lines += ["## Answer", "", verdict(summary), ""]
+    atomic_write_text(docs / "style_speed_quality.md", "\n".join(lines) + "\n")
+
+
+def verdict(summary: list[dict]) -> str:
+    """The answer, computed from the numbers so that the text cannot drift from the table."""
+    out = []
+    for size in sorted({s["size"] for s in summary}):
+        rows = [s[o] for s in summary if s["size"] == size for o in OPTIMIZERS if o in s]
+        lb = [s["lbfgs"] for s in summary if s["size"] == size and "lbfgs" in s]
+        reached = [e for e in lb if e["speedup_equal_loss"]]
+        if not rows:
+            continue
+        at500 = statistics.median(e["speedup_500"] for e in rows)
+        text = f"- {size} px: at 500 iterations the optimisation takes {at500:.0f}x the feed-forward time (median)"
+        if reached:
+            equal = statistics.median(e["speedup_equal_loss"] for e in reached)
+            its = statistics.median(e["reach_iteration"] for e in reached)
+            text += (f"; L-BFGS reaches the feed-forward loss after a median {its:.0f} iterations, so the speed-up "
+                     f"at equal loss is {equal:.0f}x ({len(reached)} of {len(lb)} cases reached it)")
+        else:
+            text += "; L-BFGS did not reach the feed-forward loss within the iterations run"
+        ff = [e["ff_init"] for e in lb if "ff_init" in e]
+        if ff:
+            better = sum(e["loss_ratio"] < e["content_init_loss_ratio"] for e in ff)
+            text += (f". Started from the feed-forward output, L-BFGS ends lower than from the content image in "
+                     f"{better} of {len(ff)} cases (same number of iterations)")
+        out.append(text + ".")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--styles", default=",".join(STYLES), help="comma-separated (default: all three)")
+    parser.add_argument("--images", default=",".join(IMAGES), help="comma-separated content names")
+    parser.add_argument("--sizes", default="256,512", help="longer sides, comma-separated")
+    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
+    parser.add_argument("--iterations", type=int, default=REFERENCE_ITERATIONS,
+                        help="optimisation iterations from the content image")  # fmt: skip
+    parser.add_argument("--ff-iterations", type=int, default=100,
+                        help="iterations from the feed-forward output (0: skip those curves)")  # fmt: skip
+    parser.add_argument("--model-dir", type=Path,
+                        help="take the models from run folders DIR/style_NAME instead of the shipped ones")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=2, help="cases in parallel, one thread each")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "style_speed_quality")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="where the report goes")
+    parser.add_argument("--force", action="store_true", help="redo cases already measured")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    out = args.out.resolve()
+    tasks = []
+    for size in (int(v) for v in args.sizes.split(",")):
+        for style in args.styles.split(","):
+            for image in args.images.split(","):
+                if style not in STYLES or image not in IMAGES:
+                    parser.error(f"unknown style {style!r} or image {image!r}")
+                model = str((args.model_dir.resolve() / f"style_{style}")) if args.model_dir else f"style_{style}"
+                tasks.append({"style": style, "image": image, "size": size, "model": model, "out": str(out),
+                              "jobs": args.jobs, "iterations": args.iterations, "ff_iterations": args.ff_iterations,
+                              "optimizers": args.optimizers.split(",")})  # fmt: skip
+    if not args.report_only:
+        todo = [t for t in tasks if args.force or not (out / "cases" / f"{t['style']}_{t['size']}_{t['image']}.json").is_file()]
+        todo.sort(key=lambda t: -t["size"])  # the long ones first
+        print(f"{len(todo)} case(s) to measure, {args.jobs} at a time", file=sys.stderr)
+        if args.jobs > 1 and len(todo) > 1:
+            with multiprocessing.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+                for path in pool.imap_unordered(run_case, todo):
+                    print(f"wrote {path}", file=sys.stderr)
+        else:
+            for task in todo:
+                print(f"wrote {run_case(task)}", file=sys.stderr)
+    cases = [json.loads(p.read_text()) for p in sorted((out / "cases").glob("*.json"))]
+    if not cases:
+        print("no case measured yet", file=sys.stderr)
+        return 1
+    write_report(cases, out, args.docs.resolve())
+    print(f"wrote {args.docs / 'style_speed_quality.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
