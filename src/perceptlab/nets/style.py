@@ -31,6 +31,185 @@ def _conv(cin: int, cout: int, kernel: int, padding: str, stride: int = 1) -> nn
     return nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, padding_mode=padding, bias=False)
 
 
+# ---------------------------------------------------------------- inference path (see JohnsonStyleNet, "Speed")
+
+# Rows of an activation are normalised in blocks of about this many bytes: a block read from
+# memory by the first operation on it stays in the core's L2 cache for the next ones.
+_BLOCK_BYTES = 1 << 19
+# The instance norm's provisional mean (see _instance_stats) is taken over every this-many-th row.
+_SHIFT_ROW_STEP = 8
+
+
+def _autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+def _known_norm(norm: nn.Module) -> bool:
+    """A normalisation :func:`_normalize` handles: instance norm, eval-mode batch norm, a folded one's identity."""
+    if type(norm) is nn.Identity:
+        return True
+    if type(norm) is nn.InstanceNorm2d:
+        return not norm.track_running_stats  # with running statistics, eval mode would use them
+    if type(norm) is nn.BatchNorm2d:  # training mode updates the running statistics: PyTorch's module does that
+        return not norm.training and norm.track_running_stats and norm.running_var is not None
+    return False
+
+
+def _instance_stats(h: torch.Tensor, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (biased) variance over the pixels of one image ``h`` (H, W, C), per channel, (C,) each.
+
+    One pass over ``h``, in blocks of ``len(block)`` rows: each block minus a
+    provisional mean ``k`` goes into ``block`` (which stays in L2 cache), is
+    summed, squared in place and summed again; the sums of the blocks add up
+    in float64. Then ``mean = k + S1 / n`` and ``var = S2 / n - (S1 / n)**2``.
+    Shifting by ``k`` is what keeps that difference exact enough: its
+    relative error is about the summation error times ``1 + (mean - k)**2 / var``,
+    and ``k``, the mean of every eighth row, is at most ``sqrt(7)`` standard
+    deviations from the mean (the mean of a fraction f of the pixels is
+    within ``sqrt((1 - f) / f)`` of it), so the factor is at most 8.
+
+    PyTorch's own options read the activation more often or lose accuracy
+    on a channels-last tensor: ``var_mean`` (Welford) has no vectorised path
+    there (3 to 9 times slower); the mean, then the mean of the squared
+    deviations written out, read it three times and write it once (here: one
+    read, plus every eighth row); a batch norm in training mode, the same
+    statistics for one image, sums in single precision without cascading
+    (errors of 1e-4 in the normalised maps at 512x512).
+    """
+    height, width, channels = h.shape
+    sample = h[::_SHIFT_ROW_STEP]  # a strided view; summing its rows first (W * C long) is fast, (0, 1) at once is not
+    k = sample.flatten(1).sum(0).view(width, channels).sum(0) / (len(sample) * width)
+    s1 = torch.zeros(channels, dtype=torch.float64, device=h.device)
+    s2 = torch.zeros_like(s1)
+    rows = len(block)
+    for r0 in range(0, height, rows):
+        d = block[: min(rows, height - r0)]
+        torch.sub(h[r0 : r0 + rows], k, out=d)
+        flat = d.view(-1, channels)
+        s1 += flat.sum(0)
+        d.square_()
+        s2 += flat.sum(0)
+    m1 = s1 / (height * width)
+    var = (s2 / (height * width) - m1 * m1).clamp_min_(0.0)
+    return (k + m1).to(h.dtype), var.to(h.dtype)
+
+
+def _scale_shift(norm: nn.Module, h: torch.Tensor, block: torch.Tensor | None):
+    """``norm(h) == h * scale + shift`` for one image ``h`` (H, W, C): ``(scale, shift)`` of shape (C,), or None.
+
+    ``norm`` is an instance norm (statistics of ``h``, ``block`` its scratch rows),
+    an eval-mode batch norm (running statistics) or the identity a folded batch norm leaves.
+    """
+    if type(norm) is nn.Identity:
+        return None
+    if type(norm) is nn.InstanceNorm2d:
+        mean, var = _instance_stats(h, block)
+    else:
+        mean, var = norm.running_mean, norm.running_var
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        scale = scale * norm.weight
+    shift = -mean * scale
+    return (scale, shift + norm.bias) if norm.affine else (scale, shift)
+
+
+def _normalize(norm: nn.Module, h: torch.Tensor, out: torch.Tensor, relu: bool = False,
+               residual: torch.Tensor | None = None) -> None:  # fmt: skip
+    """``out = relu(norm(h))``, ``norm(h)`` or ``residual + norm(h)``, block of rows by block of rows.
+
+    ``h``: (N, C, H, W) channels-last and contiguous, changed in place when
+    ``residual`` is given; ``out`` and ``residual``: the same shape,
+    channels-last, rows possibly strided (the interior of a padded buffer);
+    ``out`` may be ``h``. Each block of rows (about ``_BLOCK_BYTES``) goes
+    through the scale-and-shift and the ReLU or the sum while it is in cache:
+    the activation is read once and written once after its statistics.
+    """
+    n, c, height, width = h.shape
+    rows = max(1, _BLOCK_BYTES // (width * c * h.element_size()))
+    block = torch.empty((rows, width, c), dtype=h.dtype, device=h.device) if type(norm) is nn.InstanceNorm2d else None
+    # (N, H, W, C) views: each image's rows are contiguous blocks of W * C values.
+    hv, ov = h.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)
+    rv = None if residual is None else residual.permute(0, 2, 3, 1)
+    for i in range(n):
+        factors = _scale_shift(norm, hv[i], block)
+        for r0 in range(0, height, rows):
+            hc, oc = hv[i, r0 : r0 + rows], ov[i, r0 : r0 + rows]
+            if factors is not None:
+                scale, shift = factors
+                if residual is None:
+                    torch.addcmul(shift, hc, scale, out=oc)
+                    if relu:
+                        oc.relu_()
+                    continue
+                torch.addcmul(shift, hc, scale, out=hc)
+            if residual is not None:
+                torch.add(rv[i, r0 : r0 + rows], hc, out=oc)
+            elif relu:
+                torch.clamp(hc, min=0.0, out=oc)
+            elif out.data_ptr() != h.data_ptr():
+                oc.copy_(hc)
+
+
+class _Buffers:
+    """Padded channels-last buffers for one inference call, placed in the memory of buffers already released.
+
+    With glibc's default settings a block over 32 MiB is a fresh mapping whose
+    pages fault in, zeroed by the kernel, when first written; the second use
+    of a block costs nothing more. (At 1024x1024 a call took 2.3 s with
+    those settings, 2.0 s with malloc keeping freed memory.)
+    """
+
+    def __init__(self) -> None:
+        self.free: list[torch.Tensor] = []
+        self.flat: dict[int, torch.Tensor] = {}
+
+    def padded(self, h: torch.Tensor, p: int, reserve: int = 0) -> torch.Tensor:
+        """Uninitialised (N, C, H + 2p, W + 2p), ``h``'s batch, channels and size, channels-last.
+
+        ``reserve``: elements to allocate at least, when nothing released is large enough.
+        """
+        n, c, height, width = h.shape
+        shape = (n, height + 2 * p, width + 2 * p, c)
+        need = shape[0] * shape[1] * shape[2] * shape[3]
+        index = next((i for i, flat in enumerate(self.free) if flat.numel() >= need), None)
+        if index is None:
+            flat = torch.empty(max(need, reserve), dtype=h.dtype, device=h.device)
+        else:
+            flat = self.free.pop(index)
+        buffer = flat[:need].view(shape).permute(0, 3, 1, 2)
+        self.flat[buffer.data_ptr()] = flat
+        return buffer
+
+    def release(self, buffer: torch.Tensor) -> None:
+        """Give ``buffer``'s memory back for later buffers (its contents are dead)."""
+        flat = self.flat.pop(buffer.data_ptr(), None)
+        if flat is not None:
+            self.free.append(flat)
+
+
+def _interior(buffer: torch.Tensor, p: int) -> torch.Tensor:
+    return buffer[..., p:-p, p:-p] if p else buffer
+
+
+def _reflect_border(buffer: torch.Tensor, p: int) -> None:
+    """Fill the ``p``-pixel border of ``buffer`` with the reflection of its interior, as ``F.pad(mode="reflect")``.
+
+    Rows first, then columns over the whole height, so that the corners are
+    reflected in both directions, as ``F.pad`` does.
+    """
+    if not p:
+        return
+    height, width = buffer.shape[-2] - 2 * p, buffer.shape[-1] - 2 * p
+    cols = slice(p, p + width)
+    buffer[..., :p, cols] = buffer[..., p + 1 : 2 * p + 1, cols].flip(-2)
+    buffer[..., p + height :, cols] = buffer[..., height - 1 : height + p - 1, cols].flip(-2)
+    buffer[..., :p] = buffer[..., p + 1 : 2 * p + 1].flip(-1)
+    buffer[..., p + width :] = buffer[..., width - 1 : width + p - 1].flip(-1)
+
+
 class _ResidualBlock(nn.Module):
     """x + [conv3x3, norm, relu, conv3x3, norm](x), no activation after the sum (Gross and Wilber's variant)."""
 
@@ -57,6 +236,9 @@ class _OutputConv(nn.Module):
     ``nn.Conv2d(32, 3, 9, padding=4)``.
     """
 
+    # Output pixels per block side in the inference formulation (forward_blocks).
+    block = 4
+
     def __init__(self, cin: int, cout: int, kernel: int, padding: str):
         super().__init__()
         self.conv = SplitKernelConv2d(cin, cout, kernel)
@@ -67,6 +249,36 @@ class _OutputConv(nn.Module):
             return self.conv(x)
         p = self.conv.kernel_size[0] // 2
         return self.conv(F.pad(x, (p, p, p, p), mode="reflect"))[..., p:-p, p:-p]
+
+    def forward_blocks(self, x: torch.Tensor, padded: bool) -> torch.Tensor:
+        """The same convolution for inference, as one strided convolution to ``cout * block**2`` channels.
+
+        Each output pixel of a ``block x block`` block gets its own copy of the
+        k x k kernel, placed at its offset inside a (k + block - 1)^2 window;
+        one convolution with that window and stride ``block`` computes all of
+        them, and ``F.pixel_shuffle`` puts the ``cout * block**2`` maps back
+        as pixels (the caller does that, see :meth:`JohnsonStyleNet.forward`).
+        The product has 48 columns (3 channels x 16 pixels) instead of 3, and
+        about 1.8 times the multiply-adds of the k x k convolution (the
+        zeros of each copy's window), yet in channels-last layout it ran twice
+        as fast on our CPUs as the split kernel, whose ``F.fold`` needs an
+        NCHW copy of its 27 maps (see ``benchmarks/README.md``).
+
+        Args:
+            x: (N, cin, H, W) channels-last, H and W multiples of ``block``;
+                already reflection-padded by k // 2 on every side when ``padded``.
+
+        Returns:
+            (N, cout * block**2, H' / block, W' / block), H' x W' the unpadded size,
+            the map of channel ``c * block**2 + i * block + j`` holding output
+            pixels (block * y + i, block * x + j) of channel c.
+        """
+        s, w = self.block, self.conv.weight
+        k = w.shape[-1]
+        copies = [F.pad(w, (j, s - 1 - j, i, s - 1 - i)) for i in range(s) for j in range(s)]
+        weight = torch.stack(copies, 1).flatten(0, 1)
+        bias = None if self.conv.bias is None else self.conv.bias.repeat_interleave(s * s)
+        return F.conv2d(x, weight, bias, stride=s, padding=0 if padded else k // 2)
 
 
 class JohnsonStyleNet(nn.Module):
@@ -114,16 +326,41 @@ class JohnsonStyleNet(nn.Module):
     normalisation have no bias. Initialisation: He normal, as the SR networks
     (:mod:`perceptlab.nets.sr`).
 
-    **Speed.** The 9x9 output convolution (32 -> 3 channels) is a
-    :class:`~perceptlab.nets.sr.SplitKernelConv2d`, reflection-padded
-    explicitly when ``padding="reflect"``. The 9x9 input convolution (3 -> 32)
-    stays an ``nn.Conv2d``: with 32 output channels its matrix product is
-    well shaped, and splitting pays off only for few output channels.
-    Channels-last layout speeds the batch-norm network up (weights converted,
-    1.3 times on our CPUs once the norms are folded) but slows the
-    instance-norm one down (1.3 times: PyTorch's CPU instance norm has no fast
-    channels-last path), so the instance-norm network runs its input in the
-    standard layout whatever it is given.
+    **Speed.** Two ways through the same layers compute the same function.
+    *With autograd* (training, or any call where the input or a parameter
+    needs a gradient) the modules run in order. The 9x9 output convolution
+    (32 -> 3 channels) is then a :class:`~perceptlab.nets.sr.SplitKernelConv2d`,
+    reflection-padded explicitly; the 9x9 input convolution (3 -> 32) stays an
+    ``nn.Conv2d`` (with 32 output channels its matrix product is well
+    shaped). An instance-norm network runs its input in the standard layout
+    whatever it is given: PyTorch's CPU instance norm has no fast
+    channels-last path (channels-last made it 1.3 times slower).
+    *Without autograd* on the CPU (under ``torch.no_grad()``, or a network
+    whose parameters need no gradient, as
+    :func:`~perceptlab.style.models.load_style_model` returns it),
+    :meth:`_forward_inference` runs the layers channels-last, whatever the
+    layout of the weights:
+
+    - normalisations by hand (:func:`_normalize`): an instance norm's
+      statistics in one pass over the activation (:func:`_instance_stats`),
+      then scale, shift and ReLU, or the residual sum, applied block of rows
+      by block of rows while the block is in cache and written straight
+      into the reflection-padded input of the next convolution, so that no
+      padding pass is left; an eval-mode batch norm the same way with its
+      running statistics, a folded one not at all;
+    - the convolutions on those padded buffers, without padding of their
+      own; the residual blocks take turns with two buffers, and later
+      buffers reuse the memory of released ones (:class:`_Buffers`);
+    - the output convolution as one stride-4 convolution to 48 channels and
+      a pixel shuffle (:meth:`_OutputConv.forward_blocks`).
+
+    On one thread of our CPUs (convolution FLOPs over the fp32 matmul rate)
+    this took the instance-norm network from 0.43 to 0.68 at 512x512 and
+    from 0.33 to 0.66 at 1024x1024, the folded batch-norm one from 0.67 to
+    0.78 and from 0.57 to 0.71; with malloc keeping freed memory, as the
+    command-line tool runs, the instance-norm network reached 0.77 and 0.79
+    (``benchmarks/bench_stylize.py``, ``benchmarks/README.md``). The two
+    paths agree to float rounding, within 1e-5 (``tests/test_style_speed.py``).
 
     Args:
         norm: ``"instance"`` or ``"batch"``.
@@ -171,11 +408,96 @@ class JohnsonStyleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image(x, "input", channels=3)
         check_min_size(x, MIN_SIZE, "JohnsonStyleNet")
-        if self.norm == "instance":
+        inference = self._inference_path_applies(x)
+        if self.norm == "instance" and not inference:
             x = x.contiguous()  # see "Speed" above
         h, w = x.shape[-2:]
         pad_h, pad_w = -h % _STRIDE, -w % _STRIDE
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        y = 0.5 * (torch.tanh(self.body(x)) + 1.0)
+        if inference:
+            z = self._forward_inference(x)
+            y = F.pixel_shuffle(z.tanh_().add_(1.0).mul_(0.5), self.body[-1].block)
+        else:
+            y = 0.5 * (torch.tanh(self.body(x)) + 1.0)
         return y[..., :h, :w]
+
+    def _inference_path_applies(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`_forward_inference` computes this call: CPU, no gradient wanted, a body it knows."""
+        if x.device.type != "cpu" or _autocast_on():
+            return False
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return False
+        body = self.body
+        if len(body) != 21 or not isinstance(body[20], _OutputConv):
+            return False
+        for i, layer in enumerate(body[:20]):
+            if i in (2, 5, 8, 16, 19) and type(layer) is not nn.ReLU:
+                return False
+            if i in (0, 3, 6) and type(layer) is not nn.Conv2d:
+                return False
+            if i in (14, 17) and type(layer) is not nn.ConvTranspose2d:
+                return False
+            if 9 <= i < 14:
+                if not isinstance(layer, _ResidualBlock) or len(layer.body) != 5 or type(layer.body[2]) is not nn.ReLU:
+                    return False
+                if not all(type(conv) is nn.Conv2d for conv in layer.body[::3]):
+                    return False
+                if not all(_known_norm(norm) for norm in layer.body[1::3]):
+                    return False
+            if i in (1, 4, 7, 15, 18) and not _known_norm(layer):
+                return False
+        return True
+
+    def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The body without autograd, channels-last, fused where PyTorch's modules cannot be (see "Speed").
+
+        Returns the output convolution's space-to-depth maps
+        (:meth:`_OutputConv.forward_blocks`), before the tanh.
+        """
+        body = self.body
+        reflect = self.padding == "reflect"
+        pad = 1 if reflect else 0  # of every 3x3 convolution's input
+
+        def conv(layer: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
+            # ``a`` is already reflection-padded by the layer's padding; zero padding is the convolution's own.
+            padding = 0 if reflect else layer.padding
+            return F.conv2d(a, layer.weight, layer.bias, layer.stride, padding, layer.dilation, layer.groups)
+
+        def normalized(h, norm, p, relu=True, out=None, residual=None, reserve=0):
+            # norm(h) (+ ReLU or residual) in the interior of ``out``, padded by p (reflected); in h when p == 0.
+            h = h.contiguous(memory_format=torch.channels_last)  # what the convolutions return already
+            if p and out is None:
+                out = buffers.padded(h, p, reserve)
+            _normalize(norm, h, _interior(out, p) if p else h, relu, residual)
+            _reflect_border(out, p)
+            return out if p else h
+
+        buffers = _Buffers()
+        out_conv = body[20]
+        p_out = out_conv.conv.kernel_size[0] // 2 if reflect else 0
+        n, _, height, width = x.shape
+        # The output convolution's padded input, at the end, takes the memory of the first padded buffer.
+        reserve = n * out_conv.conv.in_channels * (height + 2 * p_out) * (width + 2 * p_out)
+        # Down: each convolution's result goes, normalised, into the padded input of the next.
+        a = body[0](x.contiguous(memory_format=torch.channels_last))  # the 9x9 input conv pads its 3 channels
+        a = normalized(a, body[1], pad, reserve=reserve)
+        for conv_layer, norm in ((body[3], body[4]), (body[6], body[7])):
+            h = conv(conv_layer, a)
+            buffers.release(a)
+            a = normalized(h, norm, pad)
+        # Residual blocks: two padded buffers in turn; a block's sum goes into the one its second convolution
+        # has just read. The last sum stays unpadded: the transposed convolution after it takes no border.
+        spare = None
+        for index, block in enumerate(body[9:14]):
+            conv1, norm1, _, conv2, norm2 = block.body
+            t = normalized(conv(conv1, a), norm1, pad, out=spare)
+            p = 0 if index == 4 else pad
+            out = normalized(conv(conv2, t), norm2, p, relu=False, out=t, residual=_interior(a, pad))
+            a, spare = out, a
+        buffers.release(spare)
+        buffers.release(t)
+        # Up: two transposed convolutions, then the output convolution.
+        a = normalized(body[14](a), body[15], 0)
+        a = normalized(body[17](a), body[18], p_out)
+        return out_conv.forward_blocks(a, padded=reflect)
