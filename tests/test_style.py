@@ -156,10 +156,13 @@ def test_style_grams_are_taken_at_the_style_size():
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
-@pytest.mark.parametrize("init", ["content", "noise", "image"])
+@pytest.mark.parametrize("init", ["content", "noise", "image", "channels_last_image"])
 def test_optimisation_lowers_the_loss(optimizer, init):
     content, style = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 40, 40)
-    start = torch.rand(1, 3, 32, 32) if init == "image" else init
+    start = init
+    if init.endswith("image"):  # a style network's output may come in channels-last layout
+        start = torch.rand(1, 3, 32, 32)
+        start = start.to(memory_format=torch.channels_last) if init.startswith("channels") else start
     image, rows = stylize_optimize(content, style, 6, optimizer=optimizer, init=start, seed=5, **RANDOM_VGG_WEIGHTS)
     assert image.shape == content.shape and image.min() > 0 and image.max() < 1
     # Starting from the content, only the 1/255 margin of the parametrisation separates the two.

@@ -130,7 +130,9 @@ def stylize_optimize(
     lr = DEFAULT_LR[optimizer] if lr is None else lr
     targets = loss.content_targets(content)
     start = _initial_image(init, content, seed).clamp(_INIT_MARGIN, 1.0 - _INIT_MARGIN)
-    z = torch.logit(start).requires_grad_(True)
+    # Contiguous: an init in another memory layout (a channels-last network output) would give z,
+    # and its gradient, strides that L-BFGS's flattening cannot view.
+    z = torch.logit(start).contiguous().requires_grad_(True)
 
     rows: list[dict] = []
     evals = 0
