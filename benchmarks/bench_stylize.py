@@ -164,18 +164,12 @@ def flops_per_pixel() -> tuple[float, list[dict]]:
 
 def run_group(variants: dict[str, dict], warmup: int, repeat: int) -> list[dict]:
     """Time ``{name: {"call", "megapixels", "flops", ...}}`` round-robin, each call right after one fp32 matmul."""
-    mm, mm_flops = harness.matmul_call(MATMUL_N)
-    fns = {}
-    for name, v in variants.items():
-        fns[f"matmul|{name}"] = mm
-        fns[name] = v["call"]
-    monitor = harness.LoadMonitor()
     with torch.no_grad():
-        timings = harness.interleaved(fns, warmup=warmup, repeat=repeat)
-    load = monitor.stop()
+        timed = harness.after_matmul({name: v["call"] for name, v in variants.items()}, warmup, repeat, MATMUL_N)
+    mm_flops = 2.0 * MATMUL_N**3
     rows = []
     for name, v in variants.items():
-        t, ref = timings[name], timings[f"matmul|{name}"]
+        t, ref = timed[name]["timing"], timed[name]["matmul_timing"]
         row = {k: val for k, val in v.items() if k != "call"}
         row |= {
             "variant": name,
@@ -187,10 +181,9 @@ def run_group(variants: dict[str, dict], warmup: int, repeat: int) -> list[dict]
             "gflops_cpu_time": v["flops"] / t["cpu_median_s"] / 1e9,
             "fraction_of_matmul": harness.paired_ratio(t, ref, v["flops"], mm_flops),
             "fraction_of_matmul_cpu_time": harness.paired_ratio(t, ref, v["flops"], mm_flops, clock="cpu"),
-            "matmul": {"n": MATMUL_N, "dtype": "float32", "gflops": mm_flops / ref["median_s"] / 1e9,
-                       "gflops_cpu_time": mm_flops / ref["cpu_median_s"] / 1e9, "timing": ref},
-            "load": load,
-        }  # fmt: skip
+            "matmul": timed[name]["matmul"],
+            "load": timed[name]["load"],
+        }
         rows.append(row)
     return rows
 

@@ -177,17 +177,11 @@ def computed_pixels(height: int, width: int) -> int:
 def run_group(variants: dict[str, dict], warmup: int, repeat: int) -> list[dict]:
     """Time ``{name: {"call", "output_megapixels", "flops_computed", "flops_useful", ...}}`` round-robin,
     each call right after one fp32 matmul call."""
-    mm, mm_flops = harness.matmul_call(MATMUL_N)
-    fns = {}
-    for name, v in variants.items():
-        fns[f"matmul|{name}"] = mm
-        fns[name] = v["call"]
-    monitor = harness.LoadMonitor()
-    timings = harness.interleaved(fns, warmup=warmup, repeat=repeat)
-    load = monitor.stop()
+    timed = harness.after_matmul({name: v["call"] for name, v in variants.items()}, warmup, repeat, MATMUL_N)
+    mm_flops = 2.0 * MATMUL_N**3
     rows = []
     for name, v in variants.items():
-        t, ref = timings[name], timings[f"matmul|{name}"]
+        t, ref = timed[name]["timing"], timed[name]["matmul_timing"]
         row = {k: val for k, val in v.items() if k != "call"}
         row |= {
             "variant": name,
@@ -195,10 +189,9 @@ def run_group(variants: dict[str, dict], warmup: int, repeat: int) -> list[dict]
             "timing": t,
             "output_megapixels_per_s": v["output_megapixels"] / t["median_s"],
             "output_megapixels_per_cpu_s": v["output_megapixels"] / t["cpu_median_s"],
-            "matmul": {"n": MATMUL_N, "dtype": "float32", "gflops": mm_flops / ref["median_s"] / 1e9,
-                       "gflops_cpu_time": mm_flops / ref["cpu_median_s"] / 1e9, "timing": ref},
-            "load": load,
-        }  # fmt: skip
+            "matmul": timed[name]["matmul"],
+            "load": timed[name]["load"],
+        }
         for kind in ("computed", "useful"):
             flops = v.get(f"flops_{kind}")
             if flops:

@@ -137,6 +137,35 @@ def matmul_gflops(n: int = 2048, dtype: torch.dtype = torch.float32, warmup: int
     }
 
 
+def after_matmul(
+    calls: dict[str, Callable[[], object]], warmup: int, repeat: int, matmul_n: int = 2048
+) -> dict[str, dict]:
+    """Time each callable round-robin, every call right after one fp32 ``matmul_n`` matmul call.
+
+    Returns ``{name: {"timing": ..., "matmul_timing": ..., "matmul": {n, dtype, gflops,
+    gflops_cpu_time, timing}, "load": LoadMonitor result}}``; pass ``timing`` and
+    ``matmul_timing`` to :func:`paired_ratio` (with :func:`matmul_call`'s FLOPs, ``2 n^3``)
+    for a fraction of the matmul rate.
+    """
+    mm, mm_flops = matmul_call(matmul_n)
+    fns: dict[str, Callable[[], object]] = {}
+    for name, call in calls.items():
+        fns[f"matmul|{name}"] = mm
+        fns[name] = call
+    monitor = LoadMonitor()
+    timings = interleaved(fns, warmup=warmup, repeat=repeat)
+    load = monitor.stop()
+    out = {}
+    for name in calls:
+        t, ref = timings[name], timings[f"matmul|{name}"]
+        out[name] = {
+            "timing": t, "matmul_timing": ref, "load": load,
+            "matmul": {"n": matmul_n, "dtype": "float32", "gflops": mm_flops / ref["median_s"] / 1e9,
+                       "gflops_cpu_time": mm_flops / ref["cpu_median_s"] / 1e9, "timing": ref},
+        }  # fmt: skip
+    return out
+
+
 class LoadMonitor:
     """How busy the machine was while we measured, from ``/proc/stat`` and our own CPU time.
 

@@ -34,6 +34,17 @@ def _seed():
     np.random.seed(0)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of small tensors: on a shared 2-core CPU a second OpenMP
+    thread only adds synchronisation (measured: 13 s for test_sr_nets.py with 2 threads, 2 s with 1).
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tid2013() -> Path:
     return shared_dir("tid2013_examples")

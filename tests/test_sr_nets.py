@@ -18,14 +18,7 @@ ANY_SCALES = (2, 3, 4)
 CASES = [(name, scale) for name, info in SR_NETS.items() for scale in (info.scales or ANY_SCALES)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tensors here are tiny: a second OpenMP thread only adds synchronisation, which costs
-    # seconds when the CPU is shared (measured: 13 s for this file with 2 threads, 2 s with 1).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_parameters(net: nn.Module) -> int:

@@ -32,13 +32,7 @@ LAYER_CHANNELS = {"relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512}
 RANDOM_VGG_WEIGHTS = {"content_weight": 1e3, "style_weight": 1e10, "tv_weight": 1.0, "vgg_weights": None}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors on a shared CPU: a second thread only adds synchronisation.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _smooth_image(path, size, seed):

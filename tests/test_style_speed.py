@@ -21,12 +21,7 @@ from perceptlab.nets.style import JohnsonStyleNet, _instance_stats, _OutputConv,
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _PlainResidual(nn.Module):

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tomllib
 from pathlib import Path
 
 import torch
+
+from perceptlab.report import machine
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -47,16 +47,6 @@ def train(name: str, runs: Path, steps: int | None) -> None:
         values["steps"] = steps
     summary = train_sr(SRTrainConfig.from_dict(values), runs / name, progress=sys.stderr.isatty())
     print(f"{name}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min of training", file=sys.stderr)
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def evaluate_model(name: str, runs: Path) -> dict | None:
@@ -89,7 +79,7 @@ def evaluate_model(name: str, runs: Path) -> dict | None:
 
 
 def evaluate_all(runs: Path, names: tuple[str, ...] = ("bicubic", *MODELS)) -> dict:
-    results: dict = {"models": {}, "hardware": f"{cpu_name()}, {os.cpu_count()} cores", "torch": torch.__version__}
+    results: dict = {"models": {}, "hardware": machine(), "torch": torch.__version__}
     for name in names:
         entry = evaluate_model(name, runs)
         if entry is not None:

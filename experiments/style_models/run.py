@@ -25,13 +25,14 @@ import csv
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import tomllib
 from pathlib import Path
 
 import torch
+
+from perceptlab.report import machine
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -77,16 +78,6 @@ def train(name: str, runs: Path, steps: int | None) -> None:
         values["steps"] = steps
     summary = train_style(StyleTrainConfig.from_dict(values), run_dir(name, runs), progress=sys.stderr.isatty())
     print(f"{name}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min of training", file=sys.stderr)
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def final_losses(metrics: Path, last: int = 10) -> dict[str, float]:
@@ -154,7 +145,7 @@ def ship(name: str, runs: Path) -> None:
         f"- optimiser: Adam lr {config['lr']}, batch {config['batch_size']}, seed {config['seed']}",
         f"- steps: {meta['steps']} (the paper: 40 000 of 256 px crops); training wall time: "
         f"{float(meta['train_seconds']) / 60:.0f} min",
-        f"- hardware: {cpu_name()}, {os.cpu_count()} cores, 1 thread per run, three runs sharing the machine "
+        f"- hardware: {machine()}, 1 thread per run, three runs sharing the machine "
         "(the wall time is an upper bound); torch " + torch.__version__,
         f"- final training losses (mean of the last 10 logged batches): total {losses['loss']:.3g}, "
         f"content {losses['content']:.3g}, style {losses['style']:.3g}, tv {losses['tv']:.3g}",

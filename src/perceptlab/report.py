@@ -19,7 +19,20 @@ import csv
 import io
 import json
 import math
+import os
+import platform
 from collections.abc import Sequence
+
+
+def machine() -> str:
+    """The CPU's model name and core count, for the hardware line of reports and model cards."""
+    name = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def _finite(value: float) -> float | None:
