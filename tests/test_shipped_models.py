@@ -10,6 +10,7 @@ from PIL import Image
 
 from perceptlab.cli import main
 from perceptlab.sr.models import DEFAULT_SR_MODEL, SHIPPED_SR, load_sr_model, shipped_sr_models
+from perceptlab.style.models import SHIPPED_STYLE, load_style_model, shipped_style_models
 from perceptlab.training import MODELS_DIR, load_model_file
 
 
@@ -31,3 +32,30 @@ def test_upscale_uses_a_perceptual_shipped_model_by_default(tmp_path):
     Image.new("RGB", (30, 20), (200, 40, 10)).save(tmp_path / "photo.jpg")
     assert main(["upscale", str(tmp_path / "photo.jpg"), "-o", str(tmp_path / "big.png")]) == 0
     assert Image.open(tmp_path / "big.png").size == (120, 80)
+
+
+@pytest.mark.parametrize("name", SHIPPED_STYLE)
+def test_every_shipped_style_model_has_weights_a_card_and_loads(name):
+    assert name in shipped_style_models(), f"{name}.safetensors missing from {MODELS_DIR}"
+    card = (MODELS_DIR / f"{name}.md").read_text()
+    for fact in ("style image:", "content data:", "steps:", "wall time", "hardware:", "final training losses",
+                 "public domain"):  # fmt: skip
+        assert fact in card, f"model card of {name} lacks {fact!r}"
+    tensors, meta = load_model_file(MODELS_DIR / f"{name}.safetensors")
+    assert meta["task"] == "style" and meta["dtype"] == "float16"
+    assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
+    net = load_style_model(name)
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    content = torch.rand(1, 3, 21, 30)
+    out = net(content)
+    assert out.shape == content.shape and torch.isfinite(out).all()
+    # A trained style changes the image (an untrained net would give grey, a broken load the content).
+    assert (out - content).abs().mean() > 0.05 and out.std() > 0.05
+
+
+def test_at_least_three_styles_ship_and_stylize_runs_in_one_command(tmp_path):
+    assert len(shipped_style_models()) >= 3
+    Image.new("RGB", (40, 30), (20, 120, 200)).save(tmp_path / "photo.png")
+    name = next(iter(shipped_style_models()))
+    assert main(["stylize", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out.png"), "--model", name]) == 0
+    assert Image.open(tmp_path / "out.png").size == (40, 30)

@@ -152,8 +152,9 @@ def ship(name: str, runs: Path) -> None:
         f"- recipe: `experiments/style_models/recipes/{name}.toml`; log: `experiments/style_models/logs/{name}.csv`; "
         f"reproduce with `python experiments/style_models/run.py --only {name}`",
         "",
-        "Trained on a CPU with a budget far below the paper's (128 px crops instead of 256, a few thousand steps "
-        "instead of 40 000): the style is clearly there but the network is not converged. Its loss against "
+        f"Trained on a CPU with a budget far below the paper's ({config['image_size']} px crops instead of 256, "
+        f"{meta['steps']} steps instead of 40 000): the style is clearly there, but the network is not converged "
+        "(grid artefacts of the strided convolutions remain; the content is only loosely kept). Its loss against "
         "Gatys et al.'s optimisation is measured in docs/experiments/style_speed_quality.md.",
     ]
     (MODELS_DIR / f"style_{name}.md").write_text("\n".join(card) + "\n")

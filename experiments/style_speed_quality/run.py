@@ -203,6 +203,7 @@ def summarize(case: dict) -> dict:
             "style_reach_iteration": style_reach and style_reach["iteration"],
             "speedup_equal_style": style_reach and style_reach["seconds"] / case["t_ff"],
             "t500": t500, "t500_extrapolated": extrapolated, "speedup_500": t500 / case["t_ff"],
+            "t500_from_median": curve["iter_seconds_median"] * REFERENCE_ITERATIONS,
             "iterations": n, "final_loss_ratio": curve["loss"][-1] / case["L_ff"]["loss"],
             "iter_seconds": curve["iter_seconds_median"],
         }  # fmt: skip
@@ -336,6 +337,12 @@ def write_report(cases: list[dict], out_dir: Path, docs: Path = DOCS) -> None:
                           f"{e['speedup_equal_style']:.0f}x" if e["speedup_equal_style"] else "-"]  # fmt: skip
             cells.append(f"{e['speedup_500']:.0f}x" + ("\\*" if e["t500_extrapolated"] else ""))
         lines.append("| " + " | ".join(cells) + " |")
+    checks = [(s, o) for s in summary for o in OPTIMIZERS if o in s and not s[o]["t500_extrapolated"]]
+    if checks:
+        lines += ["", "Check of the extrapolation, where 500 iterations were run: "
+                  + "; ".join(f"{s['style']} {s['size']} {s['image']} {o}: {s[o]['t500']:.1f} s measured, "
+                              f"{s[o]['t500_from_median']:.1f} s from the median iteration"
+                              for s, o in checks) + "."]  # fmt: skip
     lines += ["", "### Starting from the feed-forward output", "",
               "Loss after the optimisation started from the feed-forward output, and after as many iterations "
               "from the content image, both relative to L_ff:", "",

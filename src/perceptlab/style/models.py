@@ -1,8 +1,9 @@
 """Feed-forward style models: finding them (shipped names, run folders, files) and running them on any image.
 
-Shipped models would be our own, trained with :mod:`perceptlab.style.train`,
-one safetensors file per style in ``perceptlab/models/`` (``style_NAME.safetensors``
-with a model card ``style_NAME.md``); only those whose files are present are offered.
+Shipped models are our own, trained with :mod:`perceptlab.style.train`
+(recipes in ``experiments/style_models``), one safetensors file per style in
+``perceptlab/models/`` (``style_NAME.safetensors``, float16 weights, with a
+model card ``style_NAME.md``); only those whose files are present are offered.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from perceptlab._checks import check_image
 from perceptlab.training import load_model_file, resolve_model_file, shipped_models
 
-SHIPPED_STYLE = ("style_candy", "style_mosaic", "style_rain_princess", "style_udnie")
+SHIPPED_STYLE = ("style_starry_night", "style_udnie", "style_wave")
 # Enough context around a tile for a batch-norm network (its receptive field reaches 57 pixels),
 # and a multiple of 4, which keeps the tiles on the network's stride-4 grid.
 TILE_OVERLAP = 64

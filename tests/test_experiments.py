@@ -1,0 +1,53 @@
+"""The experiment scripts run end to end at a tiny size and write the report they promise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_dir
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / name / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_style_speed_quality_measures_a_case_and_writes_table_plot_and_strip(tmp_path, monkeypatch):
+    shared_dir("style")
+    experiment = _load("style_speed_quality")
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    argv = ["run.py", "--sizes", "40", "--iterations", "4", "--ff-iterations", "2", "--styles", "udnie",
+            "--images", "chicago", "--jobs", "1", "--out", str(out), "--docs", str(docs)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert experiment.main() == 0
+    case = json.loads((out / "cases" / "udnie_40_chicago.json").read_text())
+    assert set(case["curves"]) == {"lbfgs_content", "lbfgs_feedforward", "adam_content", "adam_feedforward"}
+    lbfgs = case["curves"]["lbfgs_content"]
+    assert lbfgs["iteration"] == [0, 1, 2, 3, 4] and lbfgs["seconds"] == sorted(lbfgs["seconds"])
+    # The feed-forward-initialised curve starts at the feed-forward output's loss (up to the 1/255 margin)
+    # and its clock starts after the feed-forward time.
+    ff_curve = case["curves"]["lbfgs_feedforward"]
+    assert ff_curve["loss"][0] == pytest.approx(case["L_ff"]["loss"], rel=0.05)
+    assert ff_curve["seconds"][0] > case["t_ff"] > 0
+    # A reach, when there is one, is the first iteration at or below L_ff.
+    reach = case["reach"]["lbfgs_content"]
+    if reach is not None:
+        k = reach["iteration"]
+        assert lbfgs["loss"][k] <= case["L_ff"]["loss"] < min(lbfgs["loss"][:k] or [float("inf")])
+    report = (docs / "style_speed_quality.md").read_text()
+    assert "| udnie | 40 | chicago |" in report and "## Answer" in report
+    ET.fromstring((docs / "style_speed_quality_udnie_40.svg").read_text())
+    assert (docs / "style_speed_quality_strip_udnie.png").is_file()
+    # The second run reuses the measured case.
+    assert experiment.main() == 0
+    assert json.loads((out / "cases" / "udnie_40_chicago.json").read_text())["measured"] == case["measured"]
