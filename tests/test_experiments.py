@@ -32,8 +32,11 @@ def test_style_speed_quality_measures_a_case_and_writes_table_plot_and_strip(tmp
     assert experiment.main() == 0
     case = json.loads((out / "cases" / "udnie_40_chicago.json").read_text())
     assert set(case["curves"]) == {"lbfgs_content", "lbfgs_feedforward", "adam_content", "adam_feedforward"}
-    lbfgs = case["curves"]["lbfgs_content"]
-    assert lbfgs["iteration"] == [0, 1, 2, 3, 4] and lbfgs["seconds"] == sorted(lbfgs["seconds"])
+    lbfgs, adam = case["curves"]["lbfgs_content"], case["curves"]["adam_content"]
+    assert adam["iteration"] == [0, 1, 2, 3, 4]
+    # One entry per evaluation: L-BFGS's line search may try several points in an iteration.
+    assert lbfgs["iteration"][-1] == 4 and lbfgs["iteration"] == sorted(lbfgs["iteration"])
+    assert lbfgs["evals"] == list(range(1, len(lbfgs["evals"]) + 1)) and lbfgs["seconds"] == sorted(lbfgs["seconds"])
     # The feed-forward-initialised curve starts at the feed-forward output's loss (up to the 1/255 margin)
     # and its clock starts after the feed-forward time.
     ff_curve = case["curves"]["lbfgs_feedforward"]
@@ -42,7 +45,7 @@ def test_style_speed_quality_measures_a_case_and_writes_table_plot_and_strip(tmp
     # A reach, when there is one, is the first iteration at or below L_ff.
     reach = case["reach"]["lbfgs_content"]
     if reach is not None:
-        k = reach["iteration"]
+        k = reach["evals"] - 1
         assert lbfgs["loss"][k] <= case["L_ff"]["loss"] < min(lbfgs["loss"][:k] or [float("inf")])
     report = (docs / "style_speed_quality.md").read_text()
     assert "| udnie | 40 | chicago |" in report and "## Answer" in report

@@ -128,9 +128,8 @@ def _optimiser(args: argparse.Namespace):
         state["side"] = side
         with tqdm(total=iterations, desc=f"stylize {source.name}", unit="it", leave=False) as bar:
 
-            def show(row: dict) -> None:
-                if row["iteration"]:
-                    bar.update(1)
+            def show(row: dict) -> None:  # rows are evaluations: L-BFGS's line search can try several per iteration
+                bar.update(row["iteration"] - bar.n)
                 bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss", "content", "style", "tv")}, refresh=False)
 
             image, rows = stylize_optimize(content, iterations=iterations, optimizer=args.optimizer, init=init,

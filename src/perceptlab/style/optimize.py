@@ -8,17 +8,22 @@ parametrisation, ``image = sigmoid(z)``:
 - L-BFGS keeps a valid model of the objective: clamping between its steps
   would move the iterate behind its back and spoil its curvature pairs, and
   PyTorch's L-BFGS has no bounds (no L-BFGS-B);
-- a fixed-step L-BFGS cannot throw the pixels out of range.
+- no step can throw the pixels out of range.
 
 The price: a pixel near 0 or 1 moves slowly under L-BFGS, as the sigmoid's
 slope there is small (at 1/255, the starting value of a black content pixel,
 it is 1/64 of its slope at 0.5). Adam normalises each coordinate's step and
 does not notice.
 
-L-BFGS is PyTorch's ``torch.optim.LBFGS`` with a fixed step (no line search),
-as in Johnson's neural-style: each iteration costs exactly one evaluation of
-the loss and its gradient, so the log is per iteration. The first step is
-scaled to 1/|g|_1 by PyTorch; later steps are the quasi-Newton steps.
+L-BFGS is PyTorch's ``torch.optim.LBFGS`` with a strong-Wolfe line search.
+Johnson's neural-style runs L-BFGS with a fixed step, one evaluation per
+iteration; through the sigmoid that diverged on us (pytorch/examples'
+``amber.jpg`` at 512 px, starry-night style: PyTorch scales the first step
+to 1/|g|_1, which shrinks with the image size, ten tiny steps fed L-BFGS bad
+curvature pairs, and the eleventh step threw most pixels into saturation,
+the loss going from 97 to 22 000 and staying there). The line search costs
+a few extra evaluations in the first iterations (5 for the first at 512 px)
+and about one per iteration after that; the log has one row per evaluation.
 """
 
 from __future__ import annotations
@@ -75,8 +80,7 @@ def stylize_optimize(
         content: the content image, (1, 3, H, W) in [0, 1].
         style: the style image, (1, 3, H', W') in [0, 1]; or give ``loss``.
         iterations: optimiser iterations (0 returns the initial image and its loss).
-        optimizer: ``"lbfgs"`` (fixed-step L-BFGS, one evaluation per
-            iteration) or ``"adam"``.
+        optimizer: ``"lbfgs"`` (L-BFGS with a strong-Wolfe line search) or ``"adam"``.
         init: ``"content"``, ``"noise"`` (uniform white noise, seeded by
             ``seed``), or an image of the content's shape (a feed-forward
             stylisation, say).
@@ -92,15 +96,19 @@ def stylize_optimize(
 
     Returns:
         ``(image, rows)``: the result, (1, 3, H, W) in (0, 1), and one row
-        per iteration, the first (iteration 0) for the initial image::
+        per loss evaluation, the first (iteration 0) for the initial image,
+        the last for the returned image::
 
             {"iteration": k, "evals": loss evaluations so far, "seconds": since the start,
-             "iter_seconds": this iteration, "loss": ..., "content": ..., "style": ..., "tv": ...}
+             "iter_seconds": since the previous row, "loss": ..., "content": ..., "style": ..., "tv": ...}
 
-        Row k's losses are those of the image after k iterations. Each
-        evaluation is counted, the last row's included: with L-BFGS or Adam
-        alike, ``iterations`` iterations take ``iterations + 1`` evaluations,
-        all but the last with a backward pass.
+        With Adam, row k is the image after k iterations: ``iterations``
+        iterations take ``iterations + 1`` evaluations, all but the last with
+        a backward pass. With L-BFGS, the rows of iteration k are the points
+        its line search tried (one, mostly; several in the first
+        iterations); the last row re-evaluates the returned image, without a
+        backward pass. L-BFGS stops after ``iterations`` iterations or
+        ``2 * iterations + 10`` evaluations, whichever comes first.
 
     Raises:
         ValueError: bad arguments; both or neither of ``style`` and ``loss``.
@@ -108,7 +116,7 @@ def stylize_optimize(
 
     Example:
         >>> image, rows = stylize_optimize(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), 3,
-        ...                                vgg_weights=None)
+        ...                                optimizer="adam", vgg_weights=None)
         >>> [row["iteration"] for row in rows]
         [0, 1, 2, 3]
 
@@ -134,6 +142,12 @@ def stylize_optimize(
     # and its gradient, strides that L-BFGS's flattening cannot view.
     z = torch.logit(start).contiguous().requires_grad_(True)
 
+    lbfgs = None
+    if optimizer == "lbfgs" and iterations:
+        lbfgs = torch.optim.LBFGS(
+            [z], lr=lr, max_iter=iterations, max_eval=2 * iterations + 10, history_size=LBFGS_HISTORY,
+            tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe",
+        )  # fmt: skip
     rows: list[dict] = []
     evals = 0
     started = last = time.perf_counter()
@@ -147,7 +161,8 @@ def stylize_optimize(
             parts["loss"].backward()
         evals += 1
         now = time.perf_counter()
-        row = {"iteration": len(rows), "evals": evals, "seconds": now - started, "iter_seconds": now - last}
+        iteration = lbfgs.state[z].get("n_iter", 0) if lbfgs is not None else len(rows)
+        row = {"iteration": iteration, "evals": evals, "seconds": now - started, "iter_seconds": now - last}
         row |= {k: float(v.detach()) for k, v in parts.items()}
         last = now
         if not math.isfinite(row["loss"]):
@@ -157,16 +172,11 @@ def stylize_optimize(
             callback(row)
         return parts["loss"]
 
-    if optimizer == "lbfgs" and iterations:
-        lbfgs = torch.optim.LBFGS(
-            [z], lr=lr, max_iter=iterations, max_eval=iterations + 1, history_size=LBFGS_HISTORY,
-            tolerance_grad=0.0, tolerance_change=0.0, line_search_fn=None,
-        )  # fmt: skip
-        # One step() runs every iteration; the closure evaluates the image after iterations 0 .. n-1.
+    if lbfgs is not None:
+        # One step() runs every iteration; evaluations during iteration k are its line search's trials.
         lbfgs.step(evaluate)
-        # The step of the last iteration is taken without evaluating its result: do it now.
-        if lbfgs.state[z]["n_iter"] == len(rows):
-            evaluate(backward=False)
+        # The line search may end on a point other than its last trial: evaluate what is returned.
+        evaluate(backward=False)
     else:
         adam = torch.optim.Adam([z], lr=lr) if iterations else None
         for iteration in range(iterations + 1):
