@@ -300,10 +300,12 @@ def optimize_run(content: torch.Tensor, loss: StyleTransferLoss, optimizer: str,
     monitor = harness.LoadMonitor()
     _, rows = stylize_optimize(content, loss=loss, iterations=iterations, optimizer=optimizer, callback=callback)
     load = monitor.stop()
-    if len(marks) != iterations + 1 or [m["row"]["iteration"] for m in marks] != list(range(iterations + 1)):
-        raise RuntimeError(f"expected one callback per evaluation, got {len(marks)} for {iterations} iterations")
-    # Iteration k (the optimiser's step, then the evaluation of row k with its backward) runs from the end
-    # of the matmul after row k-1 to the start of the matmul after row k.
+    if len(marks) != len(rows) or len(rows) < iterations + 1:
+        raise RuntimeError(f"expected one callback per evaluation, got {len(marks)} for {len(rows)} rows")
+    # Rows are evaluations: Adam makes one per iteration, L-BFGS's line search a few more in its first
+    # iterations. Evaluation k (the optimiser's step or line-search move, then the loss and its backward)
+    # runs from the end of the matmul after row k-1 to the start of the matmul after row k; the last row
+    # (no backward) is left out.
     span = range(warmup + 1, warmup + 1 + timed)
     wall = [marks[k]["before"][0] - marks[k - 1]["after"][0] for k in span]
     cpu = [marks[k]["before"][1] - marks[k - 1]["after"][1] for k in span]
@@ -317,6 +319,7 @@ def optimize_run(content: torch.Tensor, loss: StyleTransferLoss, optimizer: str,
         "rows_iter_seconds_timed": [rows[k]["iter_seconds"] for k in span],
         "rows_iter_seconds_warmup": [rows[k]["iter_seconds"] for k in range(warmup + 1)],
         "final_loss": rows[-1]["loss"],
+        "evaluations_per_iteration": (len(rows) - 1) / iterations,
         "load": load,
     }
 
