@@ -54,3 +54,14 @@ def test_style_speed_quality_measures_a_case_and_writes_table_plot_and_strip(tmp
     # The second run reuses the measured case.
     assert experiment.main() == 0
     assert json.loads((out / "cases" / "udnie_40_chicago.json").read_text())["measured"] == case["measured"]
+
+
+def test_style_speed_quality_extrapolates_at_the_pace_of_the_second_half():
+    experiment = _load("style_speed_quality")
+    # Iterations 0..10 with L-BFGS-like extra evaluations in iteration 1, then one a second; a final
+    # re-evaluation row. After the start, an iteration costs 1 s: 500 iterations end at 3 + 499 s.
+    iterations = [0, 1, 1, 1, *range(2, 11), 10]
+    seconds = [0.5, 1.0, 2.0, 3.0, *(3.0 + k for k in range(1, 10)), 12.2]
+    curve = {"iteration": iterations, "seconds": seconds}
+    assert experiment._extrapolate(curve, 500) == pytest.approx(3.0 + 499.0)
+    assert experiment._extrapolate(curve, 500, upto=6) == pytest.approx(3.0 + 499.0)

@@ -211,6 +211,8 @@ def summarize(case: dict) -> dict:
             "style_reach_iteration": style_reach and style_reach["iteration"],
             "speedup_equal_style": style_reach and style_reach["seconds"] / case["t_ff"],
             "t500": t500, "t500_extrapolated": extrapolated, "speedup_500": t500 / case["t_ff"],
+            # where 500 iterations were run: what the extrapolation from the first 100 would have said
+            "t500_from_100": None if extrapolated else _extrapolate(curve, REFERENCE_ITERATIONS, upto=100),
             "iterations": n, "final_loss_ratio": curve["loss"][-1] / case["L_ff"]["loss"],
             "seconds_per_iteration": curve["seconds_per_iteration"],
         }  # fmt: skip
@@ -224,10 +226,14 @@ def summarize(case: dict) -> dict:
     return row
 
 
-def _extrapolate(curve: dict, iterations: int) -> float:
-    """Time of ``iterations`` iterations from a shorter curve: its time so far plus the remaining
-    iterations at the pace of its second half (past the first iterations' extra line-search evaluations)."""
+def _extrapolate(curve: dict, iterations: int, upto: int | None = None) -> float:
+    """Time of ``iterations`` iterations from a shorter curve (or its first ``upto`` iterations): its time
+    so far plus the remaining iterations at the pace of its second half (past the first iterations'
+    extra line-search evaluations)."""
     its, secs = curve["iteration"][:-1], curve["seconds"][:-1]  # the last row re-evaluates without a backward
+    if upto is not None:
+        keep = sum(1 for k in its if k <= upto)
+        its, secs = its[:keep], secs[:keep]
     n = its[-1]
     k = its.index(n // 2)
     pace = (secs[-1] - secs[k]) / (n - n // 2)
@@ -357,6 +363,12 @@ def write_report(cases: list[dict], out_dir: Path, docs: Path = DOCS) -> None:
                           f"{e['speedup_equal_style']:.0f}x" if e["speedup_equal_style"] else "-"]  # fmt: skip
             cells.append(f"{e['speedup_500']:.0f}x" + ("\\*" if e["t500_extrapolated"] else ""))
         lines.append("| " + " | ".join(cells) + " |")
+    checks = [(s, o) for s in summary for o in OPTIMIZERS if o in s and s[o]["t500_from_100"]]
+    if checks:
+        lines += ["", "Check of the extrapolation where 500 iterations were run: "
+                  + "; ".join(f"{s['style']} {s['size']} {s['image']} {o}: {s[o]['t500']:.1f} s measured, "
+                              f"{s[o]['t500_from_100']:.1f} s extrapolated from its first 100 iterations"
+                              for s, o in checks) + "."]  # fmt: skip
     lines += ["", "### Starting from the feed-forward output", "",
               "Loss after the optimisation started from the feed-forward output, and after as many iterations "
               "from the content image, both relative to L_ff:", "",
