@@ -50,7 +50,7 @@ def test_style_speed_quality_measures_a_case_and_writes_table_plot_and_strip(tmp
     report = (docs / "style_speed_quality.md").read_text()
     assert "| udnie | 40 | chicago |" in report and "## Answer" in report
     ET.fromstring((docs / "style_speed_quality_udnie_40.svg").read_text())
-    assert (docs / "style_speed_quality_strip_udnie.png").is_file()
+    assert (docs / "style_speed_quality_strip_udnie.jpg").is_file()
     # The second run reuses the measured case.
     assert experiment.main() == 0
     assert json.loads((out / "cases" / "udnie_40_chicago.json").read_text())["measured"] == case["measured"]
