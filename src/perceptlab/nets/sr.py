@@ -179,8 +179,15 @@ class SplitKernelConv2d(nn.Conv2d):
             raise ValueError(f"kernel_size must be an odd multiple of {self.tile}, got {kernel_size}")
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 
+    # Inference on channels-last input whose sides are multiples of this: the block formulation below.
+    block = 4
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
+        inference = not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
+        if (inference and x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last)
+                and h % self.block == 0 and w % self.block == 0):  # fmt: skip
+            return self._forward_blocks(x)
         t = self.tile
         m = self.kernel_size[0] // t
         # (out, in, m*t, m*t) -> (out, tile row, tile col, in, t, t). The tile order is
@@ -194,6 +201,26 @@ class SplitKernelConv2d(nn.Conv2d):
         z = F.conv2d(x, tiles, padding=t - 1)
         y = F.fold(z.flatten(2), (h, w), m, dilation=t, padding=self.padding[0])
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+    def _forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: one convolution with stride ``block`` to ``out * block**2`` channels, then a pixel shuffle.
+
+        Each pixel of a ``block x block`` output block gets its own copy of the
+        k x k kernel at its offset inside a (k + block - 1)^2 window, so one
+        strided convolution computes the whole block. It multiplies 1.8 times
+        as much as the k x k convolution (for k = 9, block = 4: the zeros of
+        each copy's window), but its product has 48 columns instead of 3 and,
+        on channels-last input, ran about twice as fast as the split kernel on
+        our CPUs (whose ``F.fold`` needs an NCHW copy of its maps); the same
+        formulation serves the style network's output convolution
+        (:class:`perceptlab.nets.style.JohnsonStyleNet`). Equal to the
+        convolution up to float rounding.
+        """
+        s, k = self.block, self.kernel_size[0]
+        copies = [F.pad(self.weight, (j, s - 1 - j, i, s - 1 - i)) for i in range(s) for j in range(s)]
+        weight = torch.stack(copies, 1).flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        bias = None if self.bias is None else self.bias.repeat_interleave(s * s)
+        return F.pixel_shuffle(F.conv2d(x, weight, bias, stride=s, padding=k // 2), s)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", tile={self.tile}"
