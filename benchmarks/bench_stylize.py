@@ -403,7 +403,7 @@ def main(argv=None) -> int:
         if phase == "feedforward":
             phases[phase] = feedforward_phase(args.quick, per_pixel)
         else:
-            print("\n[optimize] time per iteration (each right after one matmul call)")
+            print("\n[optimize] time per loss evaluation (each right after one matmul call)")
             phases[phase] = optimize_phase(args.quick)
         phases[phase] |= {"quick": args.quick, "wall_s": time.perf_counter() - started, "environment": env}
     path = harness.RESULTS_DIR / "stylize.json"

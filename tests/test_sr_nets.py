@@ -169,15 +169,19 @@ def test_split_kernel_conv_bad_kernel_raises(kernel_size):
 
 
 @pytest.mark.parametrize("size", [(8, 12), (20, 16)])
-def test_split_kernel_inference_formulation_equals_the_convolution(size):
+def test_split_kernel_inference_formulation_equals_the_convolution(size, monkeypatch):
     # Without autograd on channels-last input with sides a multiple of 4, the layer takes its
     # stride-4 block formulation; it must still be the 9x9 "same" convolution.
     conv = SplitKernelConv2d(16, 3, 9)
+    calls = []
+    blocks = conv.forward_blocks
+    monkeypatch.setattr(conv, "forward_blocks", lambda *a, **k: calls.append(1) or blocks(*a, **k))
     x = torch.rand(2, 16, *size).to(memory_format=torch.channels_last)
     with torch.no_grad():
         out = conv(x)
         reference = F.conv2d(x.contiguous(), conv.weight, conv.bias, padding=4)
+    assert calls == [1], "the block formulation was not taken"
     assert out.shape == reference.shape
     assert torch.allclose(out, reference, atol=1e-5)
-    # With gradients the split-kernel path runs, and agrees too.
-    assert torch.allclose(conv(x), reference, atol=1e-5)
+    # With gradients (training) the split-kernel path runs, and agrees too.
+    assert torch.allclose(conv(x), reference, atol=1e-5) and calls == [1]

@@ -301,7 +301,8 @@ def write_report(cases: list[dict], out_dir: Path, docs: Path = DOCS) -> None:
 
     docs.mkdir(parents=True, exist_ok=True)
     cases.sort(key=lambda c: (c["size"], STYLES.index(c["style"]) if c["style"] in STYLES else 99, c["image"]))
-    summary = [{"style": c["style"], "image": c["image"], "size": c["size"], "shape": c["shape"], **summarize(c)}
+    summary = [{"style": c["style"], "image": c["image"], "size": c["size"], "shape": c["shape"],
+                "model_steps": c["model_steps"], **summarize(c)}
                for c in cases]  # fmt: skip
     atomic_write_text(docs / "style_speed_quality.json",
                       json.dumps({"summary": summary, "cases": cases}, indent=1) + "\n")  # fmt: skip
@@ -446,12 +447,13 @@ def verdict(summary: list[dict]) -> str:
 def reading(summary: list[dict]) -> str:
     """The limits of the answer, with the numbers that bound them."""
     ends = [e["final_loss_ratio"] for s in summary for o in OPTIMIZERS if (e := s.get(o))]
+    steps = "/".join(str(n) for n in sorted({s["model_steps"] for s in summary}))
     both = [e["speedup_equal_style"] / e["speedup_equal_loss"] for s in summary
             if (e := s.get("lbfgs")) and e["speedup_equal_style"] and e["speedup_equal_loss"]]  # fmt: skip
     apart = (f"The two criteria here (total loss, style term) give L-BFGS speed-ups {min(both):.1f} to "
              f"{max(both):.1f} times apart (equal style comes later)." if both else "")  # fmt: skip
     lines = [
-        "- **Our networks are short CPU trainings** (1500 steps of 128 px crops; the paper: 40 000 of 256 px), so "
+        f"- **Our networks are short CPU trainings** ({steps} steps; the paper: 40 000 of 256 px crops), so "
         "their loss is high: the content image itself scores L(content), and L_ff is not far below it for some "
         f"styles. At the end of the curves run here the optimisation stands at {min(ends):.2f} to "
         f"{max(ends):.2f} x L_ff. A better-trained network has a lower L_ff, which moves the point of equal loss "

@@ -236,9 +236,6 @@ class _OutputConv(nn.Module):
     ``nn.Conv2d(32, 3, 9, padding=4)``.
     """
 
-    # Output pixels per block side in the inference formulation (forward_blocks).
-    block = 4
-
     def __init__(self, cin: int, cout: int, kernel: int, padding: str):
         super().__init__()
         self.conv = SplitKernelConv2d(cin, cout, kernel)
@@ -250,19 +247,12 @@ class _OutputConv(nn.Module):
         p = self.conv.kernel_size[0] // 2
         return self.conv(F.pad(x, (p, p, p, p), mode="reflect"))[..., p:-p, p:-p]
 
-    def forward_blocks(self, x: torch.Tensor, padded: bool) -> torch.Tensor:
-        """The same convolution for inference, as one strided convolution to ``cout * block**2`` channels.
+    @property
+    def block(self) -> int:
+        return self.conv.block
 
-        Each output pixel of a ``block x block`` block gets its own copy of the
-        k x k kernel, placed at its offset inside a (k + block - 1)^2 window;
-        one convolution with that window and stride ``block`` computes all of
-        them, and ``F.pixel_shuffle`` puts the ``cout * block**2`` maps back
-        as pixels (the caller does that, see :meth:`JohnsonStyleNet.forward`).
-        The product has 48 columns (3 channels x 16 pixels) instead of 3, and
-        about 1.8 times the multiply-adds of the k x k convolution (the
-        zeros of each copy's window), yet in channels-last layout it ran twice
-        as fast on our CPUs as the split kernel, whose ``F.fold`` needs an
-        NCHW copy of its 27 maps (see ``benchmarks/README.md``).
+    def forward_blocks(self, x: torch.Tensor, padded: bool) -> torch.Tensor:
+        """The same convolution for inference, before the pixel shuffle (:meth:`SplitKernelConv2d.forward_blocks`).
 
         Args:
             x: (N, cin, H, W) channels-last, H and W multiples of ``block``;
@@ -273,12 +263,7 @@ class _OutputConv(nn.Module):
             the map of channel ``c * block**2 + i * block + j`` holding output
             pixels (block * y + i, block * x + j) of channel c.
         """
-        s, w = self.block, self.conv.weight
-        k = w.shape[-1]
-        copies = [F.pad(w, (j, s - 1 - j, i, s - 1 - i)) for i in range(s) for j in range(s)]
-        weight = torch.stack(copies, 1).flatten(0, 1)
-        bias = None if self.conv.bias is None else self.conv.bias.repeat_interleave(s * s)
-        return F.conv2d(x, weight, bias, stride=s, padding=0 if padded else k // 2)
+        return self.conv.forward_blocks(x, padding=0 if padded else self.conv.kernel_size[0] // 2)
 
 
 class JohnsonStyleNet(nn.Module):
