@@ -5,7 +5,8 @@ writes ``benchmarks/results/upscale.json``. Three phases, all by default (about 
 one thread on our machine); ``--phase`` (repeatable) runs some of them and keeps the other
 phases' last results in the JSON, each with the environment it ran in:
 
-1. ``speed``: :func:`perceptlab.sr.upscale.upscale_tiled` (tile 128, overlap 16) to 512x512 and
+1. ``speed``: :func:`perceptlab.sr.upscale.upscale_tiled` (tile 64 and each network's own context, the CLI's
+   defaults; the Johnson net tiled in two levels, its head on regions of 256) to 512x512 and
    2048x2048 outputs, for the Johnson x4 net prepared the way ``load_sr_model`` prepares a
    shipped model (eval, BatchNorm folded, channels-last weights), the same net as built
    (BatchNorm unfolded, NCHW weights), that net fed NCHW tiles, and SRCNN x4 prepared and as
@@ -51,7 +52,7 @@ from perceptlab.nets.fold import fold_batchnorm
 from perceptlab.nets.sr import build_sr_net
 from perceptlab.sr.upscale import upscale_tiled
 
-SCALE, TILE, OVERLAP, MATMUL_N = 4, 128, 16, 2048
+SCALE, TILE, MATMUL_N = 4, 64, 2048
 PHASES = ("speed", "peer", "memory")
 # Output sides of the speed phase; (warm-up calls, timed calls) for each.
 FULL_SPEED = {512: (2, 4), 2048: (1, 3)}
@@ -69,7 +70,8 @@ FLOPS_COUNTED = (
     "channels). BatchNorm, activations, the bicubic enlargement inside SRCNN, clamping and the 8-bit "
     "conversion are not counted. Counts come from the shapes the network really runs (forward hooks) "
     "and are exactly proportional to the input area for these networks (checked at two sizes). "
-    "computed = the sum over the tiles upscale_tiled runs, overlap included; useful = the untiled image. "
+    "computed = counted with forward hooks on one untimed run of upscale_tiled itself, overlap included "
+    "(both levels of the two-level tiling); useful = the untiled image. "
     "The peer's FLOPs are its useful FLOPs, from the Convolution layers of the bundled ncnn .param file "
     "(2 * weight_data_size per output pixel at the resolution after the Interp layers before it)."
 )
@@ -100,6 +102,13 @@ class NCHWTiles(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        self.tile_context = net.tile_context
+        if hasattr(net, "tiling_stages"):  # the same two-level tiling, NCHW pieces
+            self.tiling_stages = self._stages
+
+    def _stages(self):
+        head, tail, context = self.net.tiling_stages()
+        return (lambda x: head(x.contiguous())), (lambda x: tail(x.contiguous())), context
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.contiguous())
@@ -117,8 +126,9 @@ def test_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     return image.mul_(255).round_().div_(255)
 
 
-def conv_layers(net: nn.Module, height: int, width: int) -> list[dict]:
-    """Every convolution ``net`` runs on one (3, height, width) input, with its FLOPs (see FLOPS_COUNTED)."""
+@contextlib.contextmanager
+def counting_convolutions(net: nn.Module):
+    """Record every convolution ``net`` runs inside the block, with its FLOPs (see FLOPS_COUNTED)."""
     rows, hooks = [], []
 
     def record(name):
@@ -138,10 +148,16 @@ def conv_layers(net: nn.Module, height: int, width: int) -> list[dict]:
             hooks.append(module.register_forward_hook(record(name)))
     try:
         with torch.no_grad():
-            net(torch.rand(1, 3, height, width))
+            yield rows
     finally:
         for h in hooks:
             h.remove()
+
+
+def conv_layers(net: nn.Module, height: int, width: int) -> list[dict]:
+    """Every convolution ``net`` runs on one (3, height, width) input, with its FLOPs (see FLOPS_COUNTED)."""
+    with counting_convolutions(net) as rows:
+        net(torch.rand(1, 3, height, width))
     return rows
 
 
@@ -154,21 +170,19 @@ def flops_per_lr_pixel(name: str) -> tuple[float, list[dict]]:
     return per_pixel[0], conv_layers(net, 16, 16)
 
 
-def tile_boxes(height: int, width: int, tile: int = TILE, overlap: int = OVERLAP) -> list[tuple[int, int]]:
-    """(rows, columns) of every input ``upscale_tiled`` runs the network on, overlap included."""
-    boxes = []
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
-            ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
-            yb, xb = min(height, y1 + overlap), min(width, x1 + overlap)
-            boxes.append((yb - ya, xb - xa))
-    return boxes
+def upscale(net: nn.Module, lr: torch.Tensor):
+    """``upscale_tiled`` with the CLI's defaults: tile ``TILE``, the network's own context."""
+    return upscale_tiled(net, lr, SCALE, tile=TILE, overlap=net.tile_context)
 
 
-def computed_pixels(height: int, width: int) -> int:
-    """Input pixels the network processes in ``upscale_tiled``, overlap included."""
-    return sum(h * w for h, w in tile_boxes(height, width))
+def tiled_work(net: nn.Module, lr: torch.Tensor) -> tuple[float, int]:
+    """Convolution FLOPs that ``upscale_tiled`` really computes on ``lr``, overlap included, and the
+    number of network calls that produce output tiles (counted on one untimed run)."""
+    convs = [name for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with counting_convolutions(net) as rows:
+        upscale(net, lr)
+    # The last convolution runs once per output tile.
+    return float(sum(r["flops"] for r in rows)), sum(r["layer"] == convs[-1] for r in rows)
 
 
 # ---------------------------------------------------------------- timing
@@ -222,15 +236,16 @@ def print_rows(rows: list[dict], title: str) -> None:
 
 def upscale_variant(net: nn.Module, name: str, lr: torch.Tensor, per_pixel: float) -> dict:
     _, _, h, w = lr.shape
+    computed, tiles = tiled_work(net, lr)
     return {
         "network": name,
         "input": [h, w],
         "output": [h * SCALE, w * SCALE],
-        "tiles": len(tile_boxes(h, w)),
+        "tiles": tiles,
         "output_megapixels": h * w * SCALE**2 / 1e6,
-        "flops_computed": per_pixel * computed_pixels(h, w),
+        "flops_computed": computed,
         "flops_useful": per_pixel * h * w,
-        "call": lambda: upscale_tiled(net, lr, SCALE, tile=TILE, overlap=OVERLAP),
+        "call": lambda: upscale(net, lr),
     }
 
 
@@ -406,7 +421,7 @@ def memory_child(spec: dict) -> dict:
     lr = test_image(height, width)
     mark("network and LR image in memory")
     start = time.perf_counter()
-    out = upscale_tiled(net, lr, SCALE, tile=TILE, overlap=OVERLAP)
+    out = upscale(net, lr)
     upscale_s = time.perf_counter() - start
     mark("8-bit output assembled")
     result = {"spec": spec, "allocator_changed": kept, "upscale_s": upscale_s, "output_shape": list(out.shape)}
@@ -450,17 +465,21 @@ def _peak(result: dict, stage: str) -> float:
 
 
 def estimate_upscale_s(flops_per_pixel: float, lr: tuple[int, int]) -> dict:
-    """Wall time of the prepared Johnson net on ``lr`` (width, height), from its measured rate of computed FLOPs."""
-    net, side = prepared_net("johnson"), 384  # 3x3 tiles: every tile shape of a large image
+    """Wall time of the prepared Johnson net on ``lr`` (width, height), from its measured rate on 384x384.
+
+    The rate is in useful FLOPs (per input pixel): the tiling's overlap at 384x384 (regions and
+    tiles of every shape of a large image) is about that of a large image.
+    """
+    net, side = prepared_net("johnson"), 384
     image = test_image(side, side)
-    upscale_tiled(net, image, SCALE)  # warm-up
+    upscale(net, image)  # warm-up
     start = time.perf_counter()
-    upscale_tiled(net, image, SCALE)
+    upscale(net, image)
     wall = time.perf_counter() - start
-    rate = flops_per_pixel * computed_pixels(side, side) / wall
+    rate = flops_per_pixel * side * side / wall
     w, h = lr
-    return {"measured_on": [side, side], "computed_gflops_per_wall_s": rate / 1e9,
-            "estimated_upscale_s": flops_per_pixel * computed_pixels(h, w) / rate}  # fmt: skip
+    return {"measured_on": [side, side], "useful_gflops_per_wall_s": rate / 1e9,
+            "estimated_upscale_s": flops_per_pixel * h * w / rate}  # fmt: skip
 
 
 def memory_phase(quick: bool, flops: dict[str, float], full: bool, budget_s: float) -> dict:
@@ -585,12 +604,14 @@ def main(argv=None) -> int:
         "method": {
             "timing": "round-robin over the variants of a group, each call right after one fp32 matmul call; "
             "speed phase: 2 untimed + 4 timed calls at 512x512 output, 1 untimed + 3 timed at 2048x2048 "
-            "(one 2048 call already runs 16 tiles of every shape); peer: 1 untimed + 2 timed",
+            "(one 2048 call already runs 64 tail tiles and 4 head regions); peer: 1 untimed + 2 timed",
             "ratio": "fraction_of_matmul_*.median: median over rounds of (network GFLOP/s / GFLOP/s of the "
             "matmul call just before it); _cpu_time: the same from process CPU time (use it with --threads 1 "
             "on a shared machine)",
             "matmul": f"torch.mm of two {MATMUL_N}x{MATMUL_N} float32 matrices, 2*n^3 FLOPs, same thread count",
-            "upscale": f"upscale_tiled(net, lr, {SCALE}, tile={TILE}, overlap={OVERLAP}) with random weights, "
+            "upscale": f"upscale_tiled(net, lr, {SCALE}, tile={TILE}, overlap=net.tile_context) with random weights "
+            "(the CLI's defaults; Johnson: context 15, its head on regions of 256 and its tail with context 3; "
+            "SRCNN: 4; bicubic: 2), "
             "a smooth synthetic image on the 8-bit grid; the time includes the 8-bit conversion",
             "prepared": "build_sr_net + requires_grad_(False) + fold_batchnorm(net.eval()) + "
             "to(memory_format=torch.channels_last), as load_sr_model does",

@@ -15,7 +15,7 @@ from perceptlab.nets.sr import build_sr_net
 from perceptlab.sr.models import load_sr_model
 from perceptlab.sr.train import SRTrainConfig, train_sr
 from perceptlab.training import load_model_file
-from perceptlab.sr.upscale import upscale_tiled
+from perceptlab.sr.upscale import tiles, upscale_tiled
 
 
 @pytest.fixture
@@ -172,12 +172,70 @@ def test_folding_batchnorm_keeps_the_outputs(name):
         assert torch.allclose(folded(x), before, rtol=1e-5, atol=1e-5 * before.abs().max().item())
 
 
-@pytest.mark.parametrize("name,scale", [("srcnn", 4), ("srcnn", 3), ("bicubic", 4), ("johnson", 4)])
+@pytest.mark.parametrize("name,scale", [("srcnn", 4), ("srcnn", 3), ("bicubic", 4), ("johnson", 4),
+                                        ("johnson", 2), ("johnson", 8), ("srresnet", 4), ("srresnet", 2)])  # fmt: skip
 def test_each_network_tile_context_is_enough_for_exact_tiling(name, scale):
     torch.manual_seed(0)
     net = build_sr_net(name, scale=scale).eval()
-    lr = torch.rand(1, 3, 37, 45)
+    lr = torch.rand(1, 3, 37, 45) if scale < 8 else torch.rand(1, 3, 21, 27)
     with torch.no_grad():
+        if name == "srresnet":  # untrained, it outputs values in the ten thousands: bring them to [0, 1]
+            y = net(lr)
+            net.tail[-1].weight.div_(2 * y.abs().max())
+            net.tail[-1].bias.div_(2 * y.abs().max()).add_(0.5)
         whole = (net(lr)[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round()
-    tiled = upscale_tiled(net, lr, scale, tile=12, overlap=net.tile_context).astype(float)
+    # Tile 6: the two-level networks get head regions of 24 and several tail tiles in each.
+    tiled = upscale_tiled(net, lr, scale, tile=6, overlap=net.tile_context).astype(float)
     assert np.abs(tiled - whole).max() <= 1 and (tiled == whole).mean() > 0.999
+
+
+def _exaggerated_johnson(scale: int = 4):
+    """A Johnson net whose output saturates less: random weights scaled so the tanh sees small values."""
+    torch.manual_seed(1)
+    net = build_sr_net("johnson", scale=scale).eval()
+    with torch.no_grad():
+        net.body[-1].weight.mul_(0.05)
+    return net
+
+
+def _tiled_float(net, lr, scale, tile, overlap):
+    out = torch.empty(3, lr.shape[2] * scale, lr.shape[3] * scale)
+    for (y0, x0, y1, x1), centre in tiles(net, lr, scale, tile, overlap):
+        out[:, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = centre
+    return out
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+@pytest.mark.parametrize("part", ["head", "tail"])
+def test_two_level_tiling_context_is_exact_and_one_pixel_less_is_not(part, scale):
+    # In float: tiled equals whole-image inference to rounding with each stage's context,
+    # and one pixel short of either, the regions (head) or the tiles (tail) show.
+    torch.manual_seed(0)
+    net = build_sr_net("johnson", scale=scale).eval()
+    head, tail, tail_context = net.tiling_stages()
+    lr = torch.rand(1, 3, 50, 46)  # regions of 20: the head's context is inside the image on both sides
+    with torch.no_grad():
+        whole = net(lr)[0]
+    exact = _tiled_float(net, lr, scale, tile=5, overlap=net.tile_context)
+    assert (exact - whole).abs().max() < 1e-5
+    if part == "tail":
+        net.tiling_stages = lambda: (head, tail, tail_context - 1)
+    short = _tiled_float(net, lr, scale, tile=5, overlap=net.tile_context - 1)
+    assert (short - whole).abs().max() > 1e-4
+
+
+def test_two_level_tiling_runs_the_head_on_regions_and_the_tail_on_tiles():
+    net = _exaggerated_johnson()
+    head, tail, tail_context = net.tiling_stages()
+    sizes = {"head": [], "tail": []}
+
+    def spy(name, fn):
+        return lambda x: sizes[name].append(tuple(x.shape[-2:])) or fn(x)
+
+    net.tiling_stages = lambda: (spy("head", head), spy("tail", tail), tail_context)
+    upscale_tiled(net, torch.rand(1, 3, 50, 30), 4, tile=10, overlap=net.tile_context)
+    # Regions of 40 rows with 14 rows of context (12 for the head, 2 for the tail), clipped to the
+    # image: rows 0-50 and 26-50, in one band of 30 columns; tail tiles of 10 with 2 on each side.
+    assert net.tile_context == 14
+    assert sizes["head"] == [(50, 30), (24, 30)]
+    assert len(sizes["tail"]) == 5 * 3 and max(sizes["tail"]) == (14, 14)

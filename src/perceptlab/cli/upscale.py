@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output file or folder")
     p.add_argument("--model", default=DEFAULT_SR_MODEL, help=f"model name or file (default: {DEFAULT_SR_MODEL})")
     p.add_argument("--scale", type=int, default=4, help="scale, for --model bicubic (default 4)")
-    p.add_argument("--tile", type=int, default=128, help="tile side in input pixels (default 128)")
+    p.add_argument("--tile", type=int, default=64, help="tile side in input pixels (default 64)")
     p.add_argument("--overlap", type=int, default=None,
                    help="context around each tile in input pixels (default: the model's receptive field)")  # fmt: skip
     p.add_argument("--match-colors", action="store_true", help="match the output's colour histograms to the input's")

@@ -160,6 +160,11 @@ class SplitKernelConv2d(nn.Conv2d):
             already a well-shaped matrix product).
         kernel_size: odd multiple of 3 (9 in the SR networks).
         bias: add a learned bias.
+        block: output block side of :meth:`forward_blocks`. Measured for 9x9 to
+            3 channels on channels-last input (one thread, 512x512 and 1024x1024,
+            malloc keeping freed memory): from 64 channels, 2 takes 0.65 and 0.82
+            of the time of 4 (the SR networks); from 32 channels the two are
+            even (the style network keeps 4, what its benchmarks measured).
 
     Shape:
         input: (N, in_channels, H, W); output: (N, out_channels, H, W).
@@ -175,13 +180,14 @@ class SplitKernelConv2d(nn.Conv2d):
     # faster than 1x1 or 1x3 tiles, whose fold adds 81 or 27 maps per output.
     tile = 3
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True, block: int = 2):
         if kernel_size % 2 == 0 or kernel_size % self.tile:
             raise ValueError(f"kernel_size must be an odd multiple of {self.tile}, got {kernel_size}")
+        if block < 1:
+            raise ValueError(f"block must be >= 1, got {block}")
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
-
-    # Inference on channels-last input whose sides are multiples of this: the block formulation below.
-    block = 4
+        # Inference on channels-last input whose sides are multiples of this: :meth:`forward_blocks`.
+        self.block = block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -212,14 +218,13 @@ class SplitKernelConv2d(nn.Conv2d):
         sides must be multiples of ``block``. Each pixel of a ``block x block``
         output block gets its own copy of the k x k kernel at its offset inside
         a (k + block - 1)^2 window, so one strided convolution computes the
-        whole block. It multiplies 1.8 times as much as the k x k convolution
-        (for k = 9, block = 4: the zeros of each copy's window), but its product
-        has 48 columns instead of 3, and on channels-last input it beats the
-        split kernel, whose ``F.fold`` needs an NCHW copy of its maps: whole
-        networks measured in benchmarks/README.md went from 0.55 to 0.61 of the
-        matmul rate (style network, 512 px) and from 0.62 to 0.68 (Johnson x4
-        upscale to 2048 px, as the CLI runs). Used without autograd on channels-last input by
-        :meth:`forward`, and by the style network's inference path
+        whole block. For k = 9 it multiplies 1.23 times as much as the k x k
+        convolution with block 2 (12 columns instead of 3 in its matrix
+        product), 1.78 times with block 4 (48 columns): the zeros of each
+        copy's window. On channels-last input it beats the split kernel, whose
+        ``F.fold`` needs an NCHW copy of its maps (benchmarks/README.md). Used
+        without autograd on channels-last input by :meth:`forward`, and by the
+        style network's inference path
         (:class:`perceptlab.nets.style.JohnsonStyleNet`), which applies its
         tanh before the shuffle.
         """
@@ -230,7 +235,7 @@ class SplitKernelConv2d(nn.Conv2d):
         return F.conv2d(x, weight, bias, stride=s, padding=padding)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", tile={self.tile}"
+        return super().extra_repr() + f", tile={self.tile}, block={self.block}"
 
 
 def _init_weights(module: nn.Module, negative_slope: float = 0.0) -> None:
@@ -438,11 +443,30 @@ class JohnsonSRNet(_SRNet):
             ]
         layers.append(SplitKernelConv2d(channels, 3, 9))
         self.body = nn.Sequential(*layers)
+        self._n_head = 3 + n_blocks  # the layers at input resolution
+        # The tail's reach in input pixels (tiling_stages), measured with an impulse: a feature pixel
+        # changes outputs from 2 input pixels before to 1 after it at x4 and x8, 3 before to 2 after at x2.
+        self._tail_context = 3 if scale == 2 else 2
+        # 9x9 conv (4) + 2 convs per block at input resolution, then the tail.
+        self.tile_context = 4 + 2 * n_blocks + self._tail_context
         _init_weights(self)
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         check_image(lr, "lr", channels=3)
         return 0.5 * (torch.tanh(self.body(lr)) + 1.0)
+
+    def tiling_stages(self):
+        """(head, tail, tail context) for two-level tiling (:mod:`perceptlab.sr.upscale`).
+
+        The head is everything at input resolution (9x9 conv, residual blocks).
+        The tail reaches one pixel further in each stride-1/2 convolution
+        (towards larger coordinates only; half an input pixel less at every
+        doubling) and 4 output pixels in the 9x9 output convolution: a context
+        of 2 input pixels at x4 and x8, 3 at x2 (tests check both are enough
+        and that one less is not).
+        """
+        head, tail = self.body[: self._n_head], self.body[self._n_head :]
+        return head, lambda features: 0.5 * (torch.tanh(tail(features)) + 1.0), self._tail_context
 
 
 @register_sr_net(
@@ -492,8 +516,8 @@ class SRResNet(_SRNet):
 
     def __init__(self, scale: int = 4, n_blocks: int = 16, channels: int = 64):
         super().__init__(scale)
-        # 9x9 head (4) + 2 convs per block + the trunk conv, at input resolution; the tail adds about 2.
-        self.tile_context = 4 + 2 * n_blocks + 1 + 2
+        # 9x9 head (4) + 2 convs per block + the trunk conv, at input resolution; the tail adds 3.
+        self.tile_context = 4 + 2 * n_blocks + 1 + 3
         self.head = nn.Sequential(nn.Conv2d(3, channels, 9, padding=4), nn.PReLU(channels))
         self.trunk = nn.Sequential(
             *(_ResidualBlock(channels, lambda: nn.PReLU(channels)) for _ in range(n_blocks)),
@@ -510,6 +534,21 @@ class SRResNet(_SRNet):
         check_image(lr, "lr", channels=3)
         features = self.head(lr)
         return self.tail(features + self.trunk(features))
+
+    def tiling_stages(self):
+        """(head, tail, tail context) for two-level tiling (:mod:`perceptlab.sr.upscale`).
+
+        The head is the trunk with its long skip, at input resolution; the tail's
+        3x3 convolutions reach one pixel at input resolution and half a pixel
+        less at every doubling, the 9x9 output convolution 4 output pixels: 3
+        input pixels in all for scales 2 to 8.
+        """
+
+        def head(lr: torch.Tensor) -> torch.Tensor:
+            features = self.head(lr)
+            return features + self.trunk(features)
+
+        return head, self.tail, 3
 
 
 # (out channels, stride) of the conv-BN-LeakyReLU blocks after the first convolution.

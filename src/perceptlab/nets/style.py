@@ -238,7 +238,7 @@ class _OutputConv(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int, padding: str):
         super().__init__()
-        self.conv = SplitKernelConv2d(cin, cout, kernel)
+        self.conv = SplitKernelConv2d(cin, cout, kernel, block=4)
         self.reflect = padding == "reflect"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
