@@ -98,7 +98,7 @@ def conv_flops(net: nn.Module, height: int, width: int) -> list[dict]:
         if isinstance(module, nn.Conv2d):
             hooks.append(module.register_forward_hook(record(name.split(".")[-1])))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), harness.unfused(net):
             net(torch.zeros(1, 3, height, width))
     finally:
         for h in hooks:

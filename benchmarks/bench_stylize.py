@@ -274,7 +274,7 @@ def vgg_flops(loss: StyleTransferLoss, height: int, width: int) -> tuple[float, 
         if isinstance(module, nn.Conv2d):
             hooks.append(module.register_forward_hook(hook))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), harness.unfused(loss.net):
             features = loss.net(torch.rand(1, 3, height, width))
     finally:
         for h in hooks:

@@ -20,6 +20,7 @@ prints a table and writes ``benchmarks/results/X.json`` with :func:`environment`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -197,6 +198,23 @@ class LoadMonitor:
             result["other_cores"] = max(busy - own, 0.0) / wall
             result["steal_cores"] = delta[7] / wall
         return result
+
+
+@contextlib.contextmanager
+def unfused(module: torch.nn.Module):
+    """Feature networks inside ``module`` run layer by layer, so that forward hooks on their
+    convolutions see every call (fused conv + ReLU calls bypass the modules); for counting FLOPs."""
+    from perceptlab.features import FeatureNet
+
+    nets = [m for m in module.modules() if isinstance(m, FeatureNet)]
+    saved = [net.fuse for net in nets]
+    for net in nets:
+        net.fuse = False
+    try:
+        yield module
+    finally:
+        for net, fuse in zip(nets, saved):
+            net.fuse = fuse
 
 
 def keep_freed_memory() -> bool:

@@ -110,3 +110,27 @@ def test_l2_pooling_of_a_constant_is_the_constant_inside():
     y = pool(torch.full((1, 2, 8, 8), 3.0))
     assert y.shape == (1, 2, 4, 4)
     assert torch.allclose(y[..., 1:, 1:], torch.full_like(y[..., 1:, 1:], 3.0), atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("layers", [("relu2_2",), ("relu1_2", "conv2_1", "relu3_3")])
+def test_fused_convolution_relu_equals_the_modules(precision, layers):
+    # On CPU channels-last input, conv + ReLU run as one oneDNN call (forward, and the input
+    # gradient by a custom backward); the plain modules give the same values and gradients.
+    torch.manual_seed(0)
+    net = VGG16Features(layers, weights=None, precision=precision)
+    x = torch.rand(2, 3, 36, 36, requires_grad=True)
+    results = []
+    for fuse in (False, True):
+        net.fuse = fuse
+        out = net(x)
+        (grad,) = torch.autograd.grad(sum(v.square().mean() for v in out.values()), x)
+        with torch.no_grad():
+            no_grad = net(x)
+        results.append((out, grad, no_grad))
+    (a, ga, na), (b, gb, nb) = results
+    for name in layers:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(nb[name], na[name], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(gb, ga, rtol=1e-5, atol=1e-7)
+    assert any(relu is not None for _, _, relu in net._plan)  # something was fused

@@ -130,3 +130,13 @@ def test_model_files_round_trip_and_resolution(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a safetensors weights file"):
         load_model_file(tmp_path / "junk.safetensors")
+
+
+def test_a_run_saved_before_an_option_existed_resumes_when_the_option_keeps_its_default(tmp_path):
+    out, _ = prepare_run_dir(tmp_path / "run", {"lr": 0.1, "steps": 10})
+    save_checkpoint(out / "checkpoint.pt", {"config": {"lr": 0.1, "steps": 10}, "step": 5})
+    defaults = {"lr": 1e-3, "steps": 1000, "precision": "fp32"}
+    _, resumed = prepare_run_dir(out, {"lr": 0.1, "steps": 20, "precision": "fp32"}, defaults)
+    assert resumed["step"] == 5
+    with pytest.raises(ValueError, match="another configuration"):
+        prepare_run_dir(out, {"lr": 0.1, "steps": 20, "precision": "bf16"}, defaults)

@@ -104,11 +104,15 @@ class MetricsLog:
             csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
 
 
-def prepare_run_dir(out: str | os.PathLike, config: Mapping) -> tuple[Path, dict | None]:
+def prepare_run_dir(
+    out: str | os.PathLike, config: Mapping, defaults: Mapping | None = None
+) -> tuple[Path, dict | None]:
     """Create ``out``; return it and the checkpoint to resume from (``None`` for a fresh run).
 
     A run folder belongs to one configuration: resuming with a different one
-    is refused rather than silently mixing two experiments.
+    is refused rather than silently mixing two experiments. A key that the
+    saved configuration lacks (an option added to the trainer since) counts
+    as its value in ``defaults``, the configuration class's defaults.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +121,8 @@ def prepare_run_dir(out: str | os.PathLike, config: Mapping) -> tuple[Path, dict
     checkpoint = out / "checkpoint.pt"
     if checkpoint.is_file():
         state = load_checkpoint(checkpoint)
-        if _comparable(state.get("config", {})) != _comparable(config):
+        before = {**{k: v for k, v in (defaults or {}).items() if k in config}, **state.get("config", {})}
+        if _comparable(before) != _comparable(config):
             raise ValueError(
                 f"{out} holds a run with another configuration (see {saved}); "
                 "choose another --out folder or delete this one"

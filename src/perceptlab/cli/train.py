@@ -14,7 +14,7 @@ from perceptlab.sr.train import SRTrainConfig, train_sr
 # flag -> config key, for the options that are plain values.
 _SR_FLAGS = {
     "net": str, "scale": int, "steps": int, "batch_size": int, "hr_crop": int, "lr": float,
-    "blur_sigma": float, "vgg_weights": str, "discriminator": str, "d_lr": float, "init": str,
+    "blur_sigma": float, "vgg_weights": str, "vgg_precision": str, "discriminator": str, "d_lr": float, "init": str,
     "val_data": str, "val_every": int, "ckpt_every": int, "log_every": int, "seed": int, "threads": int,
 }  # fmt: skip
 

@@ -84,6 +84,7 @@ class VGG16Features(FeatureNet):
         pooling: ``"max"`` (the network as trained), ``"avg"`` (Gatys et al.'s variant)
             or ``"l2"`` (DISTS).
         channels_last: run the convolutions in channels-last memory layout (default; faster on CPU).
+        precision: ``"fp32"`` or ``"bf16"`` (see :class:`perceptlab.features.base.FeatureNet`).
 
     Shape:
         input (N, 3, H, W) RGB in [0, 1]; each output (N, C, H / 2**k, W / 2**k).
@@ -101,10 +102,11 @@ class VGG16Features(FeatureNet):
         weights_file=None,
         pooling: str = "max",
         channels_last: bool = True,
+        precision: str = "fp32",
     ):
         if weights is not None and weights not in VGG16_WEIGHTS:
             raise ValueError(f"VGG-16 weights must be one of {VGG16_WEIGHTS} or None, got {weights!r}")
-        super().__init__(vgg16_stack(pooling), tuple(layers), channels_last)
+        super().__init__(vgg16_stack(pooling), tuple(layers), channels_last, precision)
         self.caffe = weights == "vgg16_caffe"
         if self.caffe:
             mean, std = torch.tensor(CAFFE_MEAN_BGR) / 255.0, torch.full((3,), 1 / 255.0)
@@ -113,6 +115,7 @@ class VGG16Features(FeatureNet):
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
         self.load(weights, weights_file)
+        self._set_precision()
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.caffe:

@@ -28,18 +28,20 @@ def _pixel(arg: str | None, **_) -> nn.Module:
     return _choose("pixel", kinds, arg or "mse")()
 
 
-def _feature(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = True, **_) -> nn.Module:
+def _feature(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = True, vgg_precision: str = "fp32",
+             **_) -> nn.Module:  # fmt: skip
     from perceptlab.losses.perceptual import FeatureLoss
 
     layers = arg.split(",") if arg else ["relu2_2"]
-    return FeatureLoss(layers, weights=vgg_weights, channels_last=channels_last)
+    return FeatureLoss(layers, weights=vgg_weights, channels_last=channels_last, precision=vgg_precision)
 
 
-def _style(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = True, **_) -> nn.Module:
+def _style(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = True, vgg_precision: str = "fp32",
+           **_) -> nn.Module:  # fmt: skip
     from perceptlab.losses.perceptual import STYLE_LAYERS, StyleLoss
 
     layers = arg.split(",") if arg else STYLE_LAYERS
-    return StyleLoss(layers, weights=vgg_weights, channels_last=channels_last)
+    return StyleLoss(layers, weights=vgg_weights, channels_last=channels_last, precision=vgg_precision)
 
 
 def _tv(arg: str | None, **_) -> nn.Module:
@@ -124,7 +126,7 @@ def build_loss(spec: str, **options) -> nn.Module:
 
     Args:
         spec: ``"TERM[:ARG]"``, see :data:`LOSS_TERMS`.
-        options: ``vgg_weights``, ``channels_last``, ``discriminator`` where the term uses them.
+        options: ``vgg_weights``, ``channels_last``, ``vgg_precision``, ``discriminator`` where the term uses them.
     """
     term, arg, _ = parse_spec(spec)
     return LOSS_TERMS[term][0](arg, **options)

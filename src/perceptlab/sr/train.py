@@ -53,6 +53,9 @@ class SRTrainConfig(TrainConfig):
         lr: Adam learning rate of the network.
         blur_sigma: Gaussian blur before bicubic downsampling (Johnson et al.: 1.0; 0 = plain bicubic).
         vgg_weights: ``vgg16`` or ``vgg16_caffe`` for the feature and style terms.
+        vgg_precision: ``fp32`` or ``bf16``: the loss network's precision
+            (:class:`perceptlab.losses.FeatureLoss`); bf16 pays off on CPUs with
+            bfloat16 units and GPUs, and is validated in the tests and benchmarks/README.md.
         discriminator: ``srgan`` or ``patch``, used when an adversarial term is present.
         d_lr: Adam learning rate of the discriminator.
         init: weights to start the network from (a ``model.safetensors``, e.g. SRResNet for SRGAN).
@@ -72,6 +75,7 @@ class SRTrainConfig(TrainConfig):
     lr: float = 1e-3
     blur_sigma: float = 0.0
     vgg_weights: str = "vgg16"
+    vgg_precision: str = "fp32"
     discriminator: str = "srgan"
     d_lr: float = 1e-4
     init: str | None = None
@@ -91,6 +95,8 @@ class SRTrainConfig(TrainConfig):
             parse_spec(spec)
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
+        if self.vgg_precision not in ("fp32", "bf16"):
+            raise ValueError(f"vgg_precision must be 'fp32' or 'bf16', got {self.vgg_precision!r}")
 
 
 def _build(config: SRTrainConfig):
@@ -102,7 +108,8 @@ def _build(config: SRTrainConfig):
     discriminator = None
     if any(parse_spec(s)[0] == "adversarial" for s in config.losses):
         discriminator = _build_discriminator(config.discriminator)
-    loss = CombinedLoss.from_specs(config.losses, vgg_weights=config.vgg_weights, discriminator=discriminator)
+    loss = CombinedLoss.from_specs(config.losses, vgg_weights=config.vgg_weights, vgg_precision=config.vgg_precision,
+                                   discriminator=discriminator)  # fmt: skip
     return net, loss, discriminator
 
 
@@ -140,7 +147,7 @@ def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> d
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    out, resumed = prepare_run_dir(out, dataclasses.asdict(config))
+    out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
     generator = seed_everything(config.seed)
     net, loss, discriminator = _build(config)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)

@@ -164,7 +164,7 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     if config.threads:
         torch.set_num_threads(config.threads)
     style_sha256 = _file_sha256(config.style)
-    out, resumed = prepare_run_dir(out, dataclasses.asdict(config))
+    out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
     generator = seed_everything(config.seed)
     net, loss = _build(config)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
