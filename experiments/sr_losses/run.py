@@ -106,6 +106,54 @@ def crops_figure(runs: Path, results: dict, path: Path) -> None:
     save_image(grid, path)
 
 
+def worst_image_per_model(results: dict) -> dict[str, tuple[float, str, str]]:
+    """For each trained model: (PSNR-Y change against bicubic, benchmark, image) of its worst image."""
+    models = results["models"]
+    if "bicubic" not in models:
+        return {}
+    reference = {(b, r["name"]): r["psnr_y"] for b in BENCHMARKS for r in models["bicubic"]["benchmarks"][b]["images"]}
+    return {
+        name: min((r["psnr_y"] - reference[(b, r["name"])], b, r["name"])
+                  for b in BENCHMARKS for r in models[name]["benchmarks"][b]["images"])
+        for name in MODELS if name in models
+    }  # fmt: skip
+
+
+def failures_figure(runs: Path, results: dict, path: Path) -> None:
+    """Whole images, halved: each model's worst image against bicubic (PSNR-Y), all models side by side."""
+    from PIL import Image, ImageDraw
+
+    from perceptlab.ops.resize import imresize
+    from perceptlab.sr.models import load_sr_model
+    from perceptlab.sr.protocol import load_benchmark
+
+    worst = worst_image_per_model(results)
+    wanted = list(dict.fromkeys((bench, image) for _, bench, image in worst.values()))
+    data = ROOT.parent / "shared" / "data"
+    items = [it for bench, image in wanted for it in load_benchmark(data / bench, 4) if it.name == image]
+    trained = [m for m in MODELS if m in results["models"]]
+    models = {m: load_sr_model(str(runs / m / "model.safetensors")) for m in trained}
+    cells, pad, head = 2, 6, 18
+    rows = []
+    with torch.no_grad():
+        for it in items:
+            row = {"bicubic": imresize(it.lr, scale=4)} | {m: models[m](it.lr) for m in trained} | {"HR": it.hr}
+            rows.append((it.name, row))
+    width = max(it.hr.shape[-1] for it in items) // cells
+    height = max(it.hr.shape[-2] for it in items) // cells
+    sheet = Image.new("RGB", (len(rows[0][1]) * (width + pad) + pad, len(rows) * (height + pad + head) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, row) in enumerate(rows):
+        for k, (label, image) in enumerate(row.items()):
+            array = (image.clamp(0, 1)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+            pil = Image.fromarray(array)
+            pil = pil.resize((pil.width // cells, pil.height // cells), Image.LANCZOS)
+            left, top = pad + k * (width + pad), pad + r * (height + pad + head)
+            draw.text((left, top), f"{label} ({name})" if k == 0 else label, fill="black")
+            sheet.paste(pil, (left, top + head))
+    sheet.save(path)
+
+
 def verdict(results: dict) -> str:
     """A plain answer computed from the numbers, so that the text cannot drift from the table."""
     models = results["models"]
@@ -119,10 +167,7 @@ def verdict(results: dict) -> str:
             f"{bench}: LPIPS {s['lpips']:.3f} (SRCNN+VGG) vs {j['lpips']:.3f} (Johnson+VGG), "
             f"DISTS {s['dists']:.3f} vs {j['dists']:.3f}, PSNR-Y {s['psnr_y']:.2f} vs {j['psnr_y']:.2f} dB"
         )
-    wins = sum(
-        models["johnson_x4_vgg"]["benchmarks"][b]["mean"][m] < models["srcnn_x4_vgg"]["benchmarks"][b]["mean"][m]
-        for b in BENCHMARKS for m in ("lpips", "dists")
-    )  # fmt: skip
+    wins = perceptual_wins(results, "johnson_x4_vgg", "srcnn_x4_vgg")
     budget = "with the same loss, data and (small) budget"
     if wins >= 5:
         answer = f"No: {budget}, the Johnson network is better on {wins} of the 6 perceptual comparisons."
@@ -134,10 +179,52 @@ def verdict(results: dict) -> str:
     return answer + "\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
+def perceptual_wins(results: dict, a: str, b: str) -> int:
+    """How many of the 6 (benchmark, LPIPS/DISTS) comparisons model ``a`` wins against ``b``."""
+    models = results["models"]
+    return sum(
+        models[a]["benchmarks"][x]["mean"][m] < models[b]["benchmarks"][x]["mean"][m]
+        for x in BENCHMARKS for m in ("lpips", "dists")
+    )  # fmt: skip
+
+
+def worst_images(results: dict) -> list[str]:
+    worst = worst_image_per_model(results)
+    if not worst:
+        return []
+    parts = [f"{name} {drop:+.1f} dB on {bench} `{image}`" for name, (drop, bench, image) in worst.items()]
+    return [
+        "- The largest PSNR-Y loss against bicubic, per model: " + "; ".join(parts) + " (second figure). The "
+        "Johnson networks end in a scaled tanh and do not refine a bicubic upscale as SRCNN does: trained this "
+        "briefly, they saturate or tint large flat bright areas (sky, snow, Set14 `ppt3`). The VGG-loss models "
+        "also shift colours and brightness (hence their low PSNR-Y everywhere); `perceptlab upscale "
+        "--match-colors` corrects that by histogram matching."
+    ]
+
+
+def default_model_line(results: dict) -> str:
+    from perceptlab.sr.models import DEFAULT_SR_MODEL
+
+    models = results["models"]
+    if not {"srcnn_x4_vgg", "johnson_x4_vgg"} <= set(models):
+        return f"- `perceptlab upscale` uses `{DEFAULT_SR_MODEL}` by default."
+    wins = perceptual_wins(results, "srcnn_x4_vgg", "johnson_x4_vgg")
+    worst = {m: drop for m, (drop, _, _) in worst_image_per_model(results).items()}
+    safer = min(("srcnn_x4_vgg", "johnson_x4_vgg"), key=lambda m: -worst.get(m, 0.0))
+    if wins == 3:
+        return (f"- The two VGG-loss models split the 6 perceptual comparisons 3-3; `perceptlab upscale` uses "
+                f"`{DEFAULT_SR_MODEL}` by default (`{safer}` has the smaller worst-image loss against bicubic).")
+    better = "srcnn_x4_vgg" if wins > 3 else "johnson_x4_vgg"
+    agree = "which is" if better == DEFAULT_SR_MODEL else "but"
+    return (f"- `{better}` wins {max(wins, 6 - wins)} of the 6 perceptual comparisons between the two VGG-loss "
+            f"models, {agree} what `perceptlab upscale` uses by default (`{DEFAULT_SR_MODEL}`).")
+
+
 def write_report(results: dict, runs: Path) -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / "sr_losses.json").write_text(json.dumps(results, indent=2) + "\n")
     crops_figure(runs, results, DOCS / "sr_losses_crops.png")
+    failures_figure(runs, results, DOCS / "sr_losses_failures.png")
     from perceptlab.sr.evaluate import PROTOCOL
 
     recipe_text = {m: recipe(m) for m in MODELS}
@@ -157,7 +244,8 @@ def write_report(results: dict, runs: Path) -> None:
         f"rotations, LR by bicubic downsampling with antialiasing (MATLAB-compatible `imresize`), no blur",
         f"- optimiser: Adam, lr {any_recipe['lr']}, batch {any_recipe['batch_size']}; VGG loss = feature "
         f"reconstruction on VGG-16 relu2_2 (torchvision ImageNet weights) plus a small total-variation term",
-        f"- hardware: {results['hardware']}; torch {results['torch']}; one thread per run",
+        "- hardware: 2-core CPU machines, one thread per run, resumed across sessions; evaluated on "
+        f"{results['hardware']}, torch {results['torch']}",
         f"- evaluation protocol: {PROTOCOL}",
         "",
         "| model | loss | steps | train min | " + " | ".join(f"{b} PSNR-Y | {b} SSIM-Y | {b} LPIPS | {b} DISTS" for b in BENCHMARKS) + " |",
@@ -179,6 +267,10 @@ def write_report(results: dict, runs: Path) -> None:
         "",
         "*Crops where the HR image has most detail, enlarged 2x: bicubic, the four models, HR.*",
         "",
+        "![failures](sr_losses_failures.png)",
+        "",
+        "*Each model's worst image against bicubic (PSNR-Y), whole, at half size: bicubic, the four models, HR.*",
+        "",
         "## Answer",
         "",
         verdict(results),
@@ -190,11 +282,8 @@ def write_report(results: dict, runs: Path) -> None:
         "four models, but absolute numbers are far from converged; runs resume, so longer budgets can be "
         "added and this report regenerated.",
         "- No checkpoint is selected on the test sets (Set5 is only shown during training as a sample).",
-        "- Both Johnson networks fail on large white areas (Set14 `ppt3`, `comic`: saturated or yellow output, "
-        "last rows of the figure): their scaled-tanh output saturates and this short training has not learned "
-        "to come back; SRCNN, which refines a bicubic upscale, does not. The VGG-loss models also shift colours "
-        "(hence their low PSNR-Y); `perceptlab upscale --match-colors` corrects that by histogram matching.",
-        "- Because SRCNN + VGG is the better perceptual model here, it is what `perceptlab upscale` uses by default.",
+        *worst_images(results),
+        default_model_line(results),
     ]
     (DOCS / "sr_losses.md").write_text("\n".join(lines) + "\n")
 
@@ -203,6 +292,7 @@ def ship(results: dict, runs: Path) -> None:
     """Copy each trained model into the package with a model card."""
     target = ROOT / "src" / "perceptlab" / "models"
     target.mkdir(parents=True, exist_ok=True)
+    worst = worst_image_per_model(results)
     for name in MODELS:
         if name not in results["models"]:
             continue
@@ -225,7 +315,8 @@ def ship(results: dict, runs: Path) -> None:
             f"{values['hr_crop']}px HR crops, flips and 90-degree rotations; LR = MATLAB-style bicubic x1/4",
             f"- optimiser: Adam lr {values['lr']}, batch {values['batch_size']}, seed {values['seed']}",
             f"- steps: {entry['steps']}; training wall time: {entry['train_minutes']} min",
-            f"- hardware: {results['hardware']}, 1 thread (the machine was shared with other jobs: the wall time is an upper bound)",
+            "- hardware: 2-core CPU machines of our sessions, 1 thread, resumed across sessions (the machines "
+            f"were shared with other jobs: the wall time is an upper bound); evaluated on {results['hardware']}",
             f"- recipe: `experiments/sr_losses/recipes/{name}.toml`, training log `experiments/sr_losses/logs/{name}.csv`; "
             "reproduce with "
             f"`python experiments/sr_losses/run.py --only {name}`",
@@ -234,6 +325,9 @@ def ship(results: dict, runs: Path) -> None:
             "LPIPS-alex and DISTS on RGB):",
             "",
             *table,
+            "",
+            *([f"Worst image against bicubic: {worst[name][0]:+.1f} dB PSNR-Y on {worst[name][1]} `{worst[name][2]}` "
+               "(the report's second figure shows it)."] if name in worst else []),
             "",
             "Trained on a CPU with a small budget: far from converged; see docs/experiments/sr_losses.md.",
         ]
