@@ -239,3 +239,33 @@ def test_two_level_tiling_runs_the_head_on_regions_and_the_tail_on_tiles():
     assert net.tile_context == 14
     assert sizes["head"] == [(50, 30), (24, 30)]
     assert len(sizes["tail"]) == 5 * 3 and max(sizes["tail"]) == (14, 14)
+
+
+def test_evaluate_run_checks_the_recipe_and_caches_its_scores(photos, tmp_path):
+    from perceptlab.sr.evaluate import evaluate_run
+
+    set5 = shared_dir("Set5")
+    run = tmp_path / "run"
+    train_sr(_config(photos, scale=4, steps=2), run, progress=False)
+    with pytest.raises(ValueError, match="hr_crop = 16, expected 64"):
+        evaluate_run(run, [set5], 4, expect={"hr_crop": 64})
+    entry = evaluate_run(run, [set5], 4, expect={"hr_crop": 16, "vgg_precision": "fp32"})
+    assert entry["steps"] == 2 and entry["config"]["net"] == "srcnn"
+    assert len(entry["benchmarks"]["Set5"]["images"]) == 5
+    assert set(entry["benchmarks"]["Set5"]["mean"]) == {"psnr_y", "ssim_y", "lpips", "dists"}
+    cached = json.loads((run / "eval.json").read_text())
+    cached["benchmarks"]["Set5"]["mean"]["psnr_y"] = -1.0
+    (run / "eval.json").write_text(json.dumps(cached))
+    assert evaluate_run(run, [set5], 4)["benchmarks"]["Set5"]["mean"]["psnr_y"] == -1.0
+
+
+def test_whole_image_sheet_puts_each_row_side_by_side_at_the_shrunk_size():
+    from perceptlab.sr.evaluate import whole_image_sheet
+
+    white, black = torch.ones(1, 3, 40, 60), torch.zeros(1, 3, 40, 60)
+    sheet = whole_image_sheet([("a", {"x": white, "y": black}), ("b", {"x": black, "y": white})], shrink=2)
+    assert sheet.size == (2 * (30 + 6) + 6, 2 * (20 + 6 + 18) + 6)
+    pixels = np.asarray(sheet)
+    assert pixels[6 + 18 + 10, 6 + 15].tolist() == [255, 255, 255]  # row a, column x: white
+    assert pixels[6 + 18 + 10, 6 + 36 + 15].tolist() == [0, 0, 0]  # row a, column y: black
+    assert pixels[50 + 18 + 10, 6 + 15].tolist() == [0, 0, 0]  # row b, column x: black

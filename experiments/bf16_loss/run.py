@@ -69,35 +69,21 @@ def train(name: str) -> None:
 
 
 def evaluate(name: str) -> dict | None:
-    """Scores on the three benchmarks (cached in the run folder as ``eval.json``) and the training log's summary."""
-    from perceptlab.sr.evaluate import evaluate_sr
-    from perceptlab.sr.models import load_sr_model
-    from perceptlab.training import load_model_file
+    """Scores on the three benchmarks (cached in the run folder) and the training log's summary."""
+    from perceptlab.sr.evaluate import evaluate_run
 
     folder = run_dir(name)
-    weights, cache = folder / "model.safetensors", folder / "eval.json"
-    if not weights.is_file():
-        print(f"skipping {name}: {weights} not found (train it first)", file=sys.stderr)
+    if not (folder / "model.safetensors").is_file():
+        print(f"skipping {name}: {folder / 'model.safetensors'} not found (train it first)", file=sys.stderr)
         return None
-    _, meta = load_model_file(weights)
-    config = json.loads(meta["config"])
+    data = ROOT.parent / "shared" / "data"
     expected = recipe(name)
-    if (config["seed"], config.get("vgg_precision", "fp32"), config["losses"]) != (
-            expected["seed"], expected["vgg_precision"], expected["losses"]):  # fmt: skip
-        raise RuntimeError(f"{folder} was trained with another recipe than {name}")
-    if cache.is_file() and cache.stat().st_mtime > weights.stat().st_mtime:
-        entry = json.loads(cache.read_text())
-    else:
-        model = load_sr_model(str(weights))
-        entry = {"benchmarks": {}}
-        for bench in BENCHMARKS:
-            rows, mean, _ = evaluate_sr(model, ROOT.parent / "shared" / "data" / bench, 4, progress=sys.stderr.isatty())
-            entry["benchmarks"][bench] = {"mean": mean, "images": rows}
-        cache.write_text(json.dumps(entry, indent=2) + "\n")
+    expect = {"seed": expected["seed"], "vgg_precision": expected["vgg_precision"], "losses": expected["losses"]}
+    entry = evaluate_run(folder, [data / b for b in BENCHMARKS], 4, expect, progress=sys.stderr.isatty())
     log = training_log(folder / "metrics.csv")
-    steps = int(meta["steps"])
-    return entry | {"steps": steps, "train_seconds": float(meta["train_seconds"]),
-                    "final_loss": final_loss(log, steps), "log": log}  # fmt: skip
+    steps = entry["steps"]
+    return {"benchmarks": entry["benchmarks"], "steps": steps, "train_seconds": entry["train_seconds"],
+            "final_loss": final_loss(log, steps), "log": log}  # fmt: skip
 
 
 def training_log(path: Path) -> list[dict]:

@@ -51,7 +51,7 @@ def train(name: str, runs: Path, steps: int | None) -> None:
 
 def evaluate_model(name: str, runs: Path) -> dict | None:
     """Scores of one model on the three benchmarks, cached in ``runs/NAME/eval.json`` next to its weights."""
-    from perceptlab.sr.evaluate import evaluate_sr
+    from perceptlab.sr.evaluate import evaluate_benchmarks
     from perceptlab.sr.models import load_sr_model
     from perceptlab.training import load_model_file
 
@@ -69,9 +69,7 @@ def evaluate_model(name: str, runs: Path) -> dict | None:
         entry |= {"steps": int(meta["steps"]), "train_minutes": round(float(meta["train_seconds"]) / 60, 1),
                   "losses": json.loads(meta["config"])["losses"]}  # fmt: skip
     data = ROOT.parent / "shared" / "data"
-    for bench in BENCHMARKS:
-        rows, mean, _ = evaluate_sr(model, data / bench, 4, progress=sys.stderr.isatty())
-        entry["benchmarks"][bench] = {"mean": mean, "images": rows}
+    entry["benchmarks"] = evaluate_benchmarks(model, [data / b for b in BENCHMARKS], 4, progress=sys.stderr.isatty())
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(entry, indent=2) + "\n")
     print(f"evaluated {name}", file=sys.stderr)
@@ -121,9 +119,8 @@ def worst_image_per_model(results: dict) -> dict[str, tuple[float, str, str]]:
 
 def failures_figure(runs: Path, results: dict, path: Path) -> None:
     """Whole images, halved: each model's worst image against bicubic (PSNR-Y), all models side by side."""
-    from PIL import Image, ImageDraw
-
     from perceptlab.ops.resize import imresize
+    from perceptlab.sr.evaluate import whole_image_sheet
     from perceptlab.sr.models import load_sr_model
     from perceptlab.sr.protocol import load_benchmark
 
@@ -133,25 +130,12 @@ def failures_figure(runs: Path, results: dict, path: Path) -> None:
     items = [it for bench, image in wanted for it in load_benchmark(data / bench, 4) if it.name == image]
     trained = [m for m in MODELS if m in results["models"]]
     models = {m: load_sr_model(str(runs / m / "model.safetensors")) for m in trained}
-    cells, pad, head = 2, 6, 18
     rows = []
     with torch.no_grad():
         for it in items:
             row = {"bicubic": imresize(it.lr, scale=4)} | {m: models[m](it.lr) for m in trained} | {"HR": it.hr}
             rows.append((it.name, row))
-    width = max(it.hr.shape[-1] for it in items) // cells
-    height = max(it.hr.shape[-2] for it in items) // cells
-    sheet = Image.new("RGB", (len(rows[0][1]) * (width + pad) + pad, len(rows) * (height + pad + head) + pad), "white")
-    draw = ImageDraw.Draw(sheet)
-    for r, (name, row) in enumerate(rows):
-        for k, (label, image) in enumerate(row.items()):
-            array = (image.clamp(0, 1)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
-            pil = Image.fromarray(array)
-            pil = pil.resize((pil.width // cells, pil.height // cells), Image.LANCZOS)
-            left, top = pad + k * (width + pad), pad + r * (height + pad + head)
-            draw.text((left, top), f"{label} ({name})" if k == 0 else label, fill="black")
-            sheet.paste(pil, (left, top + head))
-    sheet.save(path)
+    whole_image_sheet(rows).save(path)
 
 
 def verdict(results: dict) -> str:

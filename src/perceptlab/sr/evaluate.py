@@ -65,6 +65,48 @@ def evaluate_sr(
     return rows, mean, outputs
 
 
+def evaluate_benchmarks(model: Callable[[torch.Tensor], torch.Tensor], roots: Sequence[str | Path], scale: int,
+                        progress: bool = False) -> dict[str, dict]:  # fmt: skip
+    """:func:`evaluate_sr` on several benchmarks: ``{folder name: {"mean": ..., "images": rows}}``."""
+    results = {}
+    for root in roots:
+        rows, mean, _ = evaluate_sr(model, root, scale, progress=progress)
+        results[Path(root).name] = {"mean": mean, "images": rows}
+    return results
+
+
+def evaluate_run(folder: str | Path, roots: Sequence[str | Path], scale: int, expect: dict | None = None,
+                 progress: bool = False) -> dict:  # fmt: skip
+    """Scores of a finished ``train sr`` run on several benchmarks, cached in the run's ``eval.json``.
+
+    ``expect`` maps config keys to the values the run must have been trained with
+    (a :class:`ValueError` otherwise). Returns ``{"benchmarks": ..., "steps", "train_seconds", "config"}``.
+    """
+    from perceptlab.sr.models import load_sr_model
+    from perceptlab.training import load_model_file
+
+    folder = Path(folder)
+    weights, cache = folder / "model.safetensors", folder / "eval.json"
+    _, meta = load_model_file(weights)
+    from dataclasses import MISSING, fields
+
+    from perceptlab.sr.train import SRTrainConfig
+
+    # Keys added to the config after a run was trained hold their defaults there.
+    config = {f.name: f.default for f in fields(SRTrainConfig) if f.default is not MISSING} | json.loads(meta["config"])
+    wrong = {k: (config.get(k), v) for k, v in (expect or {}).items() if config.get(k) != v}
+    if wrong:
+        raise ValueError(f"{folder} was trained with other settings: " +
+                         ", ".join(f"{k} = {got!r}, expected {want!r}" for k, (got, want) in wrong.items()))  # fmt: skip
+    if cache.is_file() and cache.stat().st_mtime > weights.stat().st_mtime:
+        benchmarks = json.loads(cache.read_text())["benchmarks"]
+    else:
+        benchmarks = evaluate_benchmarks(load_sr_model(str(weights)), roots, scale, progress=progress)
+        atomic_write_text(cache, json.dumps({"benchmarks": benchmarks}, indent=2) + "\n")
+    return {"benchmarks": benchmarks, "steps": int(meta["steps"]), "train_seconds": float(meta["train_seconds"]),
+            "config": config}  # fmt: skip
+
+
 def markdown_table(rows: Sequence[dict], mean: dict, metrics: Sequence[str]) -> str:
     """Per-image rows and a mean row as a markdown table."""
     lines = ["| image | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
@@ -124,4 +166,26 @@ def comparison_grid(items, outputs: Sequence[torch.Tensor], scale: int, columns:
             left, top = pad + k * (side + pad), pad + r * (side + pad + head)
             draw.text((left, top), f"{name} ({item.name})" if k == 0 else name, fill="black")
             sheet.paste(patch, (left, top + head))
+    return sheet
+
+
+def whole_image_sheet(rows: Sequence[tuple[str, dict[str, torch.Tensor]]], shrink: int = 2) -> Image.Image:
+    """Whole images side by side, one row per ``(image name, {column label: image})``, shrunk ``shrink`` times.
+
+    Every image of a row should have the same size (an SR output and its HR image);
+    cells are as large as the largest image. The first cell of a row names the image.
+    """
+    pad, head = 6, 18
+    width = max(x.shape[-1] for _, row in rows for x in row.values()) // shrink
+    height = max(x.shape[-2] for _, row in rows for x in row.values()) // shrink
+    columns = max(len(row) for _, row in rows)
+    sheet = Image.new("RGB", (columns * (width + pad) + pad, len(rows) * (height + pad + head) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (name, row) in enumerate(rows):
+        for k, (label, image) in enumerate(row.items()):
+            pil = _to_pil(image)
+            pil = pil.resize((max(1, pil.width // shrink), max(1, pil.height // shrink)), Image.LANCZOS)
+            left, top = pad + k * (width + pad), pad + r * (height + pad + head)
+            draw.text((left, top), f"{label} ({name})" if k == 0 else label, fill="black")
+            sheet.paste(pil, (left, top + head))
     return sheet
