@@ -65,3 +65,36 @@ def test_style_speed_quality_extrapolates_at_the_pace_of_the_second_half():
     curve = {"iteration": iterations, "seconds": seconds}
     assert experiment._extrapolate(curve, 500) == pytest.approx(3.0 + 499.0)
     assert experiment._extrapolate(curve, 500, upto=6) == pytest.approx(3.0 + 499.0)
+
+
+def _entry(changes: dict[str, float], base: float = 30.0) -> dict:
+    """A results entry whose BSD100 images have PSNR-Y ``base + change`` (Set5 and Set14 empty)."""
+    images = [{"name": name, "psnr_y": base + change} for name, change in changes.items()]
+    return {"benchmarks": {"Set5": {"images": []}, "Set14": {"images": []}, "BSD100": {"images": images}}}
+
+
+def test_sr_crop_measures_the_receptive_field_and_answers_from_the_per_image_changes():
+    import torch
+
+    experiment = _load("sr_crop")
+    torch.manual_seed(0)
+    two_convs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 3, 5, padding=2))
+    assert experiment.receptive_field(two_convs, size=21) == 7
+    names = ["img_006", "a", "b", "c"]
+    bicubic = _entry(dict.fromkeys(names, 0.0))
+    shipped_j = _entry({"img_006": -23.0, "a": -12.0, "b": -2.0, "c": -1.0})
+    shipped_s = _entry({"img_006": -11.0, "a": -2.0, "b": -2.0, "c": -2.0})
+    results = {"baselines": {"bicubic": bicubic, "johnson_x4_vgg": shipped_j, "srcnn_x4_vgg": shipped_s}, "runs": {}}
+    assert experiment.verdict(results).startswith("Not answered yet")
+    results["runs"] = {"johnson_crop128": _entry({"img_006": -2.5, "a": -1.0, "b": -1.5, "c": 0.5}),
+                       "srcnn_crop128": shipped_s}  # fmt: skip
+    rows = {r["model"]: r for r in experiment.summary_rows(results)}
+    assert rows["johnson_x4_vgg"]["worst"] == (-23.0, "BSD100", "img_006") and rows["johnson_x4_vgg"]["below_10db"] == 2
+    assert rows["johnson_crop128"]["worst"] == (-2.5, "BSD100", "img_006") and rows["johnson_crop128"]["below_10db"] == 0
+    assert rows["johnson_crop128"]["hr_crop"] == 128 and rows["srcnn_x4_vgg"]["hr_crop"] == 64
+    answer = experiment.verdict(results)
+    assert answer.startswith("Yes:") and "-23.0 dB" in answer and "-2.5 dB" in answer
+    results["runs"]["johnson_crop128"] = _entry({"img_006": -11.0, "a": -1.0, "b": -1.5, "c": 0.5})
+    assert experiment.verdict(results).startswith("Partly:")
+    results["runs"]["johnson_crop128"] = shipped_j
+    assert experiment.verdict(results).startswith("No:")
