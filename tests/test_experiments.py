@@ -70,7 +70,9 @@ def test_style_speed_quality_extrapolates_at_the_pace_of_the_second_half():
 def _entry(changes: dict[str, float], base: float = 30.0) -> dict:
     """A results entry whose BSD100 images have PSNR-Y ``base + change`` (Set5 and Set14 empty)."""
     images = [{"name": name, "psnr_y": base + change} for name, change in changes.items()]
-    return {"benchmarks": {"Set5": {"images": []}, "Set14": {"images": []}, "BSD100": {"images": images}}}
+    mean = {"lpips": 0.3 - sum(changes.values()) / 1000, "dists": 0.2}
+    return {"benchmarks": {b: {"images": images if b == "BSD100" else [], "mean": mean}
+                           for b in ("Set5", "Set14", "BSD100")}}  # fmt: skip
 
 
 def test_sr_crop_measures_the_receptive_field_and_answers_from_the_per_image_changes():
@@ -93,8 +95,11 @@ def test_sr_crop_measures_the_receptive_field_and_answers_from_the_per_image_cha
     assert rows["johnson_crop128"]["worst"] == (-2.5, "BSD100", "img_006") and rows["johnson_crop128"]["below_10db"] == 0
     assert rows["johnson_crop128"]["hr_crop"] == 128 and rows["srcnn_x4_vgg"]["hr_crop"] == 64
     answer = experiment.verdict(results)
-    assert answer.startswith("Yes:") and "-23.0 dB" in answer and "-2.5 dB" in answer
+    assert answer.startswith("**Larger crops: Yes.**") and "-23.0 dB" in answer and "-2.5 dB" in answer
+    assert "pixel term" not in answer
     results["runs"]["johnson_crop128"] = _entry({"img_006": -11.0, "a": -1.0, "b": -1.5, "c": 0.5})
-    assert experiment.verdict(results).startswith("Partly:")
+    assert experiment.verdict(results).startswith("**Larger crops: Partly:")
     results["runs"]["johnson_crop128"] = shipped_j
-    assert experiment.verdict(results).startswith("No:")
+    results["runs"]["johnson_pixel"] = _entry({"img_006": -1.0, "a": -1.0, "b": -1.5, "c": 0.5})
+    answer = experiment.verdict(results)
+    assert answer.startswith("**Larger crops: No.**") and "**A pixel term: Yes.**" in answer

@@ -1,22 +1,22 @@
-"""Do larger training crops fix the VGG-loss models' failures on large flat bright areas?
+"""What fixes the VGG-loss models' failures on large flat bright areas: larger crops, or a pixel term?
 
     python experiments/sr_crop/run.py --only johnson_crop128 --train-only   # one run (run two in parallel)
     python experiments/sr_crop/run.py                                       # train (resuming), evaluate, report
     python experiments/sr_crop/run.py --report-only                         # evaluate finished runs, report
 
 The shipped ``johnson_x4_vgg`` loses 20+ dB PSNR-Y against bicubic on BSD100
-``img_006`` (a large bright sky turns blue-purple); ``srcnn_x4_vgg`` loses
+``img_006`` (a large bright sky turns dark blue-purple); ``srcnn_x4_vgg`` loses
 about 11 dB there (it darkens). Both were trained on 64 px HR crops, i.e. 16 px
 LR inputs. One output pixel of the Johnson network depends on 27 LR pixels
-(``receptive_field`` below), more than those inputs hold, so in training no
-output saw a whole field of view of image content; SRCNN's spans 8 LR pixels,
-well inside a 16 px input. Hypothesis: 128 px crops (32 LR px)
-remove the Johnson failure and matter little for SRCNN.
-
-Each run is the shipped recipe (``experiments/sr_losses/recipes/NAME_x4_vgg.toml``,
-12000 steps, seed 0) with 128 px crops and batch 2 instead of 64 px and batch 8:
-the same number of HR pixels per step, so the same compute. The baselines are
-the shipped models, read from ``docs/experiments/sr_losses.json``.
+(``receptive_field`` below), more than those inputs hold; SRCNN's on 8, well
+inside them. Hypothesis 1: 128 px crops (32 LR px) remove the Johnson failure
+and matter little for SRCNN (``*_crop128``: 128 px crops and batch 2 instead
+of 64 px and batch 8, the same HR pixels per step, so the same compute).
+Hypothesis 2: the feature loss is blind to the colour of flat areas and a pixel
+term (DeePSiM's ``λ_img·L_img``) removes the failure (``johnson_pixel``: the
+shipped recipe plus ``pixel:mse*100``). Otherwise the runs are the shipped
+recipes (``experiments/sr_losses/recipes/NAME_x4_vgg.toml``, 12000 steps, seed 0).
+The baselines are the shipped models, read from ``docs/experiments/sr_losses.json``.
 
 Runs live in ``runs/sr_crop/NAME`` (git-ignored) and resume where they stopped.
 Outputs: ``docs/experiments/sr_crop.md``, ``sr_crop.json``, ``sr_crop_failures.png``;
@@ -40,9 +40,10 @@ from perceptlab.report import machine
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 RECIPES = ROOT / "experiments" / "sr_losses" / "recipes"
-RUNS = {  # name -> (shipped baseline, HR crop, batch)
-    "srcnn_crop128": ("srcnn_x4_vgg", 128, 2),
-    "johnson_crop128": ("johnson_x4_vgg", 128, 2),
+RUNS = {  # name -> (shipped baseline, HR crop, batch, loss terms added to the baseline's)
+    "srcnn_crop128": ("srcnn_x4_vgg", 128, 2, ()),
+    "johnson_crop128": ("johnson_x4_vgg", 128, 2, ()),
+    "johnson_pixel": ("johnson_x4_vgg", 64, 8, ("pixel:mse*100",)),
 }
 BENCHMARKS = ("Set5", "Set14", "BSD100")
 METRICS = ("psnr_y", "ssim_y", "lpips", "dists")
@@ -55,13 +56,14 @@ def run_dir(name: str) -> Path:
 
 
 def recipe(name: str) -> dict:
-    base, crop, batch = RUNS[name]
+    base, crop, batch, extra = RUNS[name]
     values = tomllib.loads((RECIPES / f"{base}.toml").read_text())
     values["data"] = [str((ROOT / p).resolve()) for p in values["data"]]
     if values.get("val_data"):
         values["val_data"] = str((ROOT / values["val_data"]).resolve())
     values["steps"] = 12000  # the shipped models' budget when this experiment ran
     values["hr_crop"], values["batch_size"] = crop, batch
+    values["losses"] = [*values["losses"], *extra]
     return values
 
 
@@ -103,61 +105,81 @@ def drops(entry: dict, bicubic: dict) -> list[tuple[float, str, str]]:
 
 
 def summary_rows(results: dict) -> list[dict]:
-    """Per network: the shipped (64 px) model and the 128 px run, worst images and failure counts."""
+    """Per network: the shipped model, then the runs made from its recipe; worst images and failure counts."""
     bicubic = results["baselines"]["bicubic"]
     rows = []
-    for name, run in results["runs"].items():
-        base = RUNS[name][0]
-        for label, entry, crop in ((base, results["baselines"][base], 64), (name, run, RUNS[name][1])):
+    for base in dict.fromkeys(RUNS[name][0] for name in results["runs"]):
+        entries = [(base, results["baselines"][base], 64, 8, ())]
+        entries += [(name, run, *RUNS[name][1:]) for name, run in results["runs"].items() if RUNS[name][0] == base]
+        for label, entry, crop, batch, extra in entries:
             d = drops(entry, bicubic)
-            rows.append({"model": label, "network": base.split("_")[0], "hr_crop": crop, "worst": d[0],
-                         "median": d[len(d) // 2][0], "below_10db": sum(x < -10 for x, _, _ in d),
-                         "below_3db": sum(x < -3 for x, _, _ in d),
+            rows.append({"model": label, "network": base.split("_")[0], "hr_crop": crop, "batch": batch,
+                         "extra_losses": list(extra), "worst": d[0], "median": d[len(d) // 2][0],
+                         "below_10db": sum(x < -10 for x, _, _ in d), "below_3db": sum(x < -3 for x, _, _ in d),
                          "img_006": next(x for x, b, i in d if (b, i) == ("BSD100", "img_006")),
                          "images": len(d)})  # fmt: skip
     return rows
 
 
+def _change(old: dict, new: dict) -> str:
+    return (f"worst image against bicubic {old['worst'][0]:+.1f} dB ({old['worst'][1]} `{old['worst'][2]}`) -> "
+            f"{new['worst'][0]:+.1f} dB ({new['worst'][1]} `{new['worst'][2]}`); BSD100 `img_006` "
+            f"{old['img_006']:+.1f} -> {new['img_006']:+.1f} dB; images more than 10 dB below bicubic "
+            f"{old['below_10db']} -> {new['below_10db']} of {new['images']}; median change "
+            f"{old['median']:+.1f} -> {new['median']:+.1f} dB")  # fmt: skip
+
+
+def _grade(old: dict, new: dict) -> str:
+    if new["below_10db"] == 0 and new["worst"][0] > old["worst"][0] / 2:
+        return "Yes"
+    if new["worst"][0] > old["worst"][0] / 2 or new["below_10db"] < old["below_10db"] / 2:
+        return "Partly: the failures shrink but do not go away"
+    return "No"
+
+
+def _perceptual(results: dict, old: str, new: str) -> str:
+    """Mean LPIPS and DISTS of ``new`` against ``old`` on each benchmark, and how many of the 6 ``new`` wins."""
+    a = results["baselines"][old]["benchmarks"]
+    b = results["runs"][new]["benchmarks"]
+    wins = sum(b[x]["mean"][m] < a[x]["mean"][m] for x in BENCHMARKS for m in ("lpips", "dists"))
+    parts = ", ".join(f"{x} LPIPS {a[x]['mean']['lpips']:.3f} -> {b[x]['mean']['lpips']:.3f}" for x in BENCHMARKS)
+    return f"mean scores: {parts}; better on {wins} of the 6 LPIPS/DISTS comparisons"
+
+
 def verdict(results: dict) -> str:
-    """A plain answer computed from the numbers."""
+    """Plain answers computed from the numbers: larger crops first, then the pixel term."""
     rows = {r["model"]: r for r in summary_rows(results)}
     if "johnson_crop128" not in rows:
         return "Not answered yet: `johnson_crop128` must be trained and evaluated."
-    old, new = rows["johnson_x4_vgg"], rows["johnson_crop128"]
-    text = (f"the Johnson network's worst image against bicubic goes from {old['worst'][0]:+.1f} dB "
-            f"({old['worst'][1]} `{old['worst'][2]}`) with 64 px crops to {new['worst'][0]:+.1f} dB "
-            f"({new['worst'][1]} `{new['worst'][2]}`) with 128 px crops; BSD100 `img_006` from "
-            f"{old['img_006']:+.1f} to {new['img_006']:+.1f} dB; images more than 10 dB below bicubic: "
-            f"{old['below_10db']} to {new['below_10db']} of {new['images']}; median change "
-            f"{old['median']:+.1f} to {new['median']:+.1f} dB.")  # fmt: skip
+    old = rows["johnson_x4_vgg"]
+    lines = [f"**Larger crops: {_grade(old, rows['johnson_crop128'])}.**", "",
+             f"- Johnson, 128 px crops instead of 64 px: {_change(old, rows['johnson_crop128'])}; "
+             f"{_perceptual(results, 'johnson_x4_vgg', 'johnson_crop128')}."]  # fmt: skip
     if "srcnn_crop128" in rows:
-        so, sn = rows["srcnn_x4_vgg"], rows["srcnn_crop128"]
-        text += (f" SRCNN (receptive field inside both crop sizes): worst {so['worst'][0]:+.1f} to "
-                 f"{sn['worst'][0]:+.1f} dB, `img_006` {so['img_006']:+.1f} to {sn['img_006']:+.1f} dB, "
-                 f"images more than 10 dB below bicubic {so['below_10db']} to {sn['below_10db']}.")  # fmt: skip
-    if new["below_10db"] == 0 and new["worst"][0] > old["worst"][0] / 2:
-        return "Yes: " + text
-    if new["worst"][0] > old["worst"][0] / 2 or new["below_10db"] < old["below_10db"] / 2:
-        return "Partly: the failure shrinks but does not go away; " + text
-    return "No: " + text
+        lines.append(f"- SRCNN (the control: its receptive field fits both crop sizes): "
+                     f"{_change(rows['srcnn_x4_vgg'], rows['srcnn_crop128'])}; "
+                     f"{_perceptual(results, 'srcnn_x4_vgg', 'srcnn_crop128')}.")  # fmt: skip
+    if "johnson_pixel" in rows:
+        term = " + ".join(RUNS["johnson_pixel"][3])
+        lines += ["", f"**A pixel term: {_grade(old, rows['johnson_pixel'])}.**", "",
+                  f"- Johnson, 64 px crops, `{term}` added to the VGG loss: {_change(old, rows['johnson_pixel'])}; "
+                  f"{_perceptual(results, 'johnson_x4_vgg', 'johnson_pixel')}."]  # fmt: skip
+    return "\n".join(lines)
 
 
 def failures_figure(results: dict, path: Path) -> None:
-    """Whole images at half size: bicubic, each network's 64 px and 128 px model, HR, for the shipped models' worst images."""
+    """Whole images at half size: bicubic, every model of the table, HR, for each model's worst image."""
     from perceptlab.ops.resize import imresize
     from perceptlab.sr.evaluate import whole_image_sheet
     from perceptlab.sr.models import load_sr_model
     from perceptlab.sr.protocol import load_benchmark
 
-    rows_ = summary_rows(results)
-    wanted = list(dict.fromkeys((r["worst"][1], r["worst"][2]) for r in rows_))
+    table = summary_rows(results)
+    wanted = list(dict.fromkeys((r["worst"][1], r["worst"][2]) for r in table))
     data = ROOT.parent / "shared" / "data"
     items = [it for bench, image in wanted for it in load_benchmark(data / bench, 4) if it.name == image]
-    models = {}
-    for name in results["runs"]:
-        base = RUNS[name][0]
-        models[f"{base} (64 px)"] = load_sr_model(base)
-        models[f"{name} (128 px)"] = load_sr_model(str(run_dir(name) / "model.safetensors"))
+    models = {r["model"]: load_sr_model(r["model"] if r["model"] not in RUNS else
+                                        str(run_dir(r["model"]) / "model.safetensors")) for r in table}  # fmt: skip
     rows = []
     with torch.no_grad():
         for it in items:
@@ -180,20 +202,30 @@ def write_report(results: dict) -> None:
     (DOCS / "sr_crop.json").write_text(json.dumps(results, indent=2) + "\n")
     failures_figure(results, DOCS / "sr_crop_failures.png")
     lines = [
-        "# Do larger training crops fix the VGG-loss SR models' failures on large flat areas?",
+        "# What fixes the VGG-loss SR models' failures on large flat areas: larger crops, or a pixel term?",
         "",
-        "The shipped VGG-loss models ([sr_losses](sr_losses.md)) fail badly on some test images, worst on those with large",
-        "flat bright areas: `johnson_x4_vgg` turns the sky of BSD100 `img_006` blue-purple. They were trained",
-        "on 64 px HR crops, so 16 px LR inputs, while one output pixel of the Johnson network depends on",
-        f"{results['receptive_field']['johnson']} LR pixels (measured by gradient); SRCNN's depends on "
-        f"{results['receptive_field']['srcnn']}. In training",
-        "the Johnson network never saw an input wider than its own field of view. Here each network is",
-        "retrained with 128 px crops and batch 2 instead of 64 px and batch 8: the same HR pixels per step",
-        "and the same 12000 steps, so the same compute; everything else is the shipped recipe.",
+        "The shipped VGG-loss models ([sr_losses](sr_losses.md)) fail badly on some test images, worst on",
+        "those with large flat bright areas: `johnson_x4_vgg` turns the sky of BSD100 `img_006` dark",
+        "blue-purple. Two explanations, one run each:",
+        "",
+        "1. *Crops too small for the network.* The models were trained on 64 px HR crops, so 16 px LR",
+        f"   inputs, while one output pixel of the Johnson network depends on {results['receptive_field']['johnson']} LR "
+        "pixels (measured by",
+        f"   gradient; SRCNN's on {results['receptive_field']['srcnn']}): in training the Johnson network never saw an input "
+        "as wide as its",
+        "   field of view. Runs `*_crop128`: 128 px crops and batch 2 instead of 64 px and batch 8, the same",
+        "   HR pixels per step and the same 12000 steps, so the same compute. SRCNN is the control.",
+        "2. *A loss blind to flat colour.* A relu2_2 feature loss barely constrains the colour of a flat",
+        "   area; Dosovitskiy & Brox add a pixel term (`λ_img·L_img`). Run `johnson_pixel`: the shipped",
+        f"   recipe with `{' + '.join(RUNS['johnson_pixel'][3])}` added (about a fifth of the feature loss at the end "
+        "of the",
+        "   shipped model's training, where its pixel MSE is near 0.005 and its feature loss near 2.6).",
+        "",
+        "Everything else is the shipped recipe (seed 0, T91 + BSD200, Adam 1e-3, 12000 steps).",
         "",
         "Reproduce: `python experiments/sr_crop/run.py` (runs resume; `--only NAME --train-only` trains one).",
         "",
-        f"Hardware: {results['hardware']}, one thread per run, two runs at a time; torch {results['torch']}.",
+        f"Hardware: {results['hardware']}, one thread per run, up to three runs at a time; torch {results['torch']}.",
         "",
         "## Answer",
         "",
@@ -205,20 +237,20 @@ def write_report(results: dict) -> None:
         "models shift brightness and colour on most images (the median change); the failures are the images",
         "far below that.",
         "",
-        "| model | HR crop | batch | worst image | worst change | BSD100 img_006 | median change | images < -10 dB | images < -3 dB |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| model | HR crop | batch | added loss | worst image | worst change | BSD100 img_006 | median change | "
+        "images < -10 dB | images < -3 dB |",
+        "|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        batch = 8 if r["hr_crop"] == 64 else RUNS[r["model"]][2]
-        lines.append(f"| {r['model']} | {r['hr_crop']} | {batch} | {r['worst'][1]} `{r['worst'][2]}` | "
+        extra = ", ".join(f"`{t}`" for t in r["extra_losses"]) or "-"
+        lines.append(f"| {r['model']} | {r['hr_crop']} | {r['batch']} | {extra} | {r['worst'][1]} `{r['worst'][2]}` | "
                      f"{r['worst'][0]:+.1f} dB | {r['img_006']:+.1f} dB | {r['median']:+.1f} dB | {r['below_10db']} | "
                      f"{r['below_3db']} |")  # fmt: skip
     lines += [
         "",
         "![failures](sr_crop_failures.png)",
         "",
-        "*Each model's worst image against bicubic, whole, at half size: bicubic, each network with 64 px and 128 px",
-        "crops, HR.*",
+        "*Each model's worst image against bicubic, whole, at half size: bicubic, the models of the table, HR.*",
         "",
         "## Mean scores",
         "",
@@ -244,6 +276,7 @@ def write_report(results: dict) -> None:
         "  the means may be seed noise.",
         "- Crop size and batch size change together (to keep the compute equal); with batch 2 the BatchNorm",
         "  statistics of the Johnson network are noisier. The experiment cannot tell the two apart.",
+        "- One weight of the pixel term; a smaller one may keep more of the feature loss's texture.",
         "- 128 px crops leave out the 7 training images smaller than 128 px (of 290).",
         "",
     ]
@@ -276,13 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     from perceptlab.sr.models import load_sr_model
 
     shipped = json.loads(BASELINES.read_text())["models"]
-    for name in RUNS.values():
-        if shipped[name[0]]["steps"] != 12000:
-            raise RuntimeError(f"{BASELINES} holds {name[0]} at {shipped[name[0]]['steps']} steps, not 12000")
+    for base in {r[0] for r in RUNS.values()}:
+        if shipped[base]["steps"] != 12000:
+            raise RuntimeError(f"{BASELINES} holds {base} at {shipped[base]['steps']} steps, not 12000")
     results = {"hardware": machine(), "torch": torch.__version__,
                "receptive_field": {"johnson": receptive_field(load_sr_model("johnson_x4_vgg")),
                                    "srcnn": receptive_field(load_sr_model("srcnn_x4_vgg"))},
-               "baselines": {k: shipped[k] for k in ("bicubic", *(b for b, _, _ in RUNS.values()))}, "runs": {}}  # fmt: skip
+               "baselines": {k: shipped[k] for k in ("bicubic", *(r[0] for r in RUNS.values()))}, "runs": {}}  # fmt: skip
     for name in RUNS:
         entry = evaluate(name)
         if entry is not None:
