@@ -49,6 +49,7 @@ BENCHMARKS = ("Set5", "Set14", "BSD100")
 METRICS = ("psnr_y", "ssim_y", "lpips", "dists")
 DOCS = ROOT / "docs" / "experiments"
 BASELINES = DOCS / "sr_losses.json"
+SHIP = {"johnson_pixel": "johnson_x4_vgg_pixel"}  # run -> shipped name (with --ship)
 
 
 def run_dir(name: str) -> Path:
@@ -288,12 +289,36 @@ def write_report(results: dict) -> None:
     print(f"wrote {DOCS / 'sr_crop.md'}", file=sys.stderr)
 
 
+def ship(results: dict) -> None:
+    """Copy the runs of :data:`SHIP` into the package with model cards (the card writer of sr_losses)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sr_losses_run", ROOT / "experiments" / "sr_losses" / "run.py")
+    sr_losses = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sr_losses)
+    target = ROOT / "src" / "perceptlab" / "models"
+    worst = {r["model"]: r["worst"] for r in summary_rows(results)}
+    for name, shipped in SHIP.items():
+        if name not in results["runs"]:
+            continue
+        shutil.copyfile(run_dir(name) / "model.safetensors", target / f"{shipped}.safetensors")
+        base, _, _, extra = RUNS[name]
+        recipe_line = (f"the `{base}` recipe plus `{' + '.join(extra)}`; reproduce with "
+                       f"`python experiments/sr_crop/run.py --only {name}`, training log "
+                       f"`experiments/sr_crop/logs/{name}.csv`")  # fmt: skip
+        card = sr_losses.model_card(shipped, recipe(name), results["runs"][name], results["hardware"], recipe_line,
+                                    worst[name], report="docs/experiments/sr_crop.md")  # fmt: skip
+        (target / f"{shipped}.md").write_text(card)
+        print(f"shipped {name} as {shipped}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=list(RUNS), action="append", help="these runs only (repeatable)")
     parser.add_argument("--train-only", action="store_true", help="train, do not evaluate or report")
     parser.add_argument("--eval-only", action="store_true", help="evaluate (and cache) the finished runs, no report")
     parser.add_argument("--report-only", action="store_true", help="evaluate the finished runs and report")
+    parser.add_argument("--ship", action="store_true", help=f"copy {', '.join(SHIP)} into the package with a card")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     names = args.only or list(RUNS)
@@ -321,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         if entry is not None:
             results["runs"][name] = entry
     write_report(results)
+    if args.ship:
+        ship(results)
     return 0
 
 

@@ -272,6 +272,40 @@ def write_report(results: dict, runs: Path) -> None:
     (DOCS / "sr_losses.md").write_text("\n".join(lines) + "\n")
 
 
+def model_card(name: str, values: dict, entry: dict, hardware: str, recipe_line: str,
+               worst: tuple[float, str, str] | None = None, report: str = "docs/experiments/sr_losses.md") -> str:  # fmt: skip
+    """The model card of a shipped SR model: recipe, data, budget, hardware, evaluation, worst image."""
+    table = ["| benchmark | PSNR-Y | SSIM-Y | LPIPS | DISTS |", "|---|---:|---:|---:|---:|"]
+    for b in BENCHMARKS:
+        m = entry["benchmarks"][b]["mean"]
+        table.append(f"| {b} | {m['psnr_y']:.2f} | {m['ssim_y']:.4f} | {m['lpips']:.3f} | {m['dists']:.3f} |")
+    card = [
+        f"# {name}",
+        "",
+        f"x4 super-resolution, network `{values['net']}`, trained by perceptlab's own trainer.",
+        "",
+        f"- losses: {', '.join(values['losses'])}",
+        "- training data: T91 + BSD200 (the SR '291' set without BSD200's 302003), random "
+        f"{values['hr_crop']}px HR crops, flips and 90-degree rotations; LR = MATLAB-style bicubic x1/4",
+        f"- optimiser: Adam lr {values['lr']}, batch {values['batch_size']}, seed {values['seed']}",
+        f"- steps: {entry['steps']}; training wall time: {entry['train_minutes']} min",
+        "- hardware: 2-core CPU machines of our sessions, 1 thread, resumed across sessions (the machines "
+        f"were shared with other jobs: the wall time is an upper bound); evaluated on {hardware}",
+        f"- recipe: {recipe_line}",
+        "",
+        "Evaluation (protocol of `perceptlab eval sr`: benchmark LR inputs, PSNR-Y/SSIM-Y shaved by 4 px, "
+        "LPIPS-alex and DISTS on RGB):",
+        "",
+        *table,
+        "",
+        *([f"Worst image against bicubic: {worst[0]:+.1f} dB PSNR-Y on {worst[1]} `{worst[2]}` "
+           f"(shown in {report})."] if worst else []),
+        "",
+        f"Trained on a CPU with a small budget: far from converged; see {report}.",
+    ]
+    return "\n".join(card) + "\n"
+
+
 def ship(results: dict, runs: Path) -> None:
     """Copy each trained model into the package with a model card."""
     target = ROOT / "src" / "perceptlab" / "models"
@@ -284,38 +318,10 @@ def ship(results: dict, runs: Path) -> None:
         shutil.copyfile(runs / name / "model.safetensors", target / f"{name}.safetensors")
         (HERE / "logs").mkdir(exist_ok=True)
         shutil.copyfile(runs / name / "metrics.csv", HERE / "logs" / f"{name}.csv")
-        values = recipe(name)
-        table = ["| benchmark | PSNR-Y | SSIM-Y | LPIPS | DISTS |", "|---|---:|---:|---:|---:|"]
-        for b in BENCHMARKS:
-            m = entry["benchmarks"][b]["mean"]
-            table.append(f"| {b} | {m['psnr_y']:.2f} | {m['ssim_y']:.4f} | {m['lpips']:.3f} | {m['dists']:.3f} |")
-        card = [
-            f"# {name}",
-            "",
-            f"x4 super-resolution, network `{values['net']}`, trained by perceptlab's own trainer.",
-            "",
-            f"- losses: {', '.join(values['losses'])}",
-            "- training data: T91 + BSD200 (the SR '291' set without BSD200's 302003), random "
-            f"{values['hr_crop']}px HR crops, flips and 90-degree rotations; LR = MATLAB-style bicubic x1/4",
-            f"- optimiser: Adam lr {values['lr']}, batch {values['batch_size']}, seed {values['seed']}",
-            f"- steps: {entry['steps']}; training wall time: {entry['train_minutes']} min",
-            "- hardware: 2-core CPU machines of our sessions, 1 thread, resumed across sessions (the machines "
-            f"were shared with other jobs: the wall time is an upper bound); evaluated on {results['hardware']}",
-            f"- recipe: `experiments/sr_losses/recipes/{name}.toml`, training log `experiments/sr_losses/logs/{name}.csv`; "
-            "reproduce with "
-            f"`python experiments/sr_losses/run.py --only {name}`",
-            "",
-            "Evaluation (protocol of `perceptlab eval sr`: benchmark LR inputs, PSNR-Y/SSIM-Y shaved by 4 px, "
-            "LPIPS-alex and DISTS on RGB):",
-            "",
-            *table,
-            "",
-            *([f"Worst image against bicubic: {worst[name][0]:+.1f} dB PSNR-Y on {worst[name][1]} `{worst[name][2]}` "
-               "(the report's second figure shows it)."] if name in worst else []),
-            "",
-            "Trained on a CPU with a small budget: far from converged; see docs/experiments/sr_losses.md.",
-        ]
-        (target / f"{name}.md").write_text("\n".join(card) + "\n")
+        recipe_line = (f"`experiments/sr_losses/recipes/{name}.toml`, training log `experiments/sr_losses/logs/{name}.csv`; "
+                       f"reproduce with `python experiments/sr_losses/run.py --only {name}`")  # fmt: skip
+        card = model_card(name, recipe(name), entry, results["hardware"], recipe_line, worst.get(name))
+        (target / f"{name}.md").write_text(card)
         print(f"shipped {name}", file=sys.stderr)
 
 
