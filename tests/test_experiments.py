@@ -99,6 +99,9 @@ def test_sr_crop_measures_the_receptive_field_and_answers_from_the_per_image_cha
     assert "pixel term" not in answer
     results["runs"]["johnson_crop128"] = _entry({"img_006": -11.0, "a": -1.0, "b": -1.5, "c": 0.5})
     assert experiment.verdict(results).startswith("**Larger crops: Partly:")
+    results["runs"]["johnson_crop128"] = _entry({"img_006": -11.0, "a": -4.0, "b": -3.5, "c": 0.5})
+    assert experiment.verdict(results).startswith("**Larger crops: No: fewer images lose more than 10 dB against "
+                                                  "bicubic (2 -> 1), but more lose more than 3 dB (2 -> 3).**")  # fmt: skip
     results["runs"]["johnson_crop128"] = shipped_j
     results["runs"]["johnson_pixel"] = _entry({"img_006": -1.0, "a": -1.0, "b": -1.5, "c": 0.5})
     answer = experiment.verdict(results)

@@ -180,7 +180,8 @@ def worst_images(results: dict) -> list[str]:
     return [
         "- The largest PSNR-Y loss against bicubic, per model: " + "; ".join(parts) + " (second figure). The "
         "Johnson networks end in a scaled tanh and do not refine a bicubic upscale as SRCNN does: trained this "
-        "briefly, they saturate or tint large flat bright areas (sky, snow, Set14 `ppt3`). The VGG-loss models "
+        "briefly, they saturate or tint large flat bright areas (sky, snow, Set14 `ppt3`); what removes that is "
+        "measured in [sr_crop](sr_crop.md). The VGG-loss models "
         "also shift colours and brightness (hence their low PSNR-Y everywhere); `perceptlab upscale "
         "--match-colors` corrects that by histogram matching."
     ]
@@ -192,6 +193,9 @@ def default_model_line(results: dict) -> str:
     models = results["models"]
     if not {"srcnn_x4_vgg", "johnson_x4_vgg"} <= set(models):
         return f"- `perceptlab upscale` uses `{DEFAULT_SR_MODEL}` by default."
+    if DEFAULT_SR_MODEL not in models:
+        return (f"- `perceptlab upscale` uses `{DEFAULT_SR_MODEL}` by default, trained in a follow-up experiment "
+                "that adds a pixel term to this VGG loss ([sr_crop](sr_crop.md)).")
     wins = perceptual_wins(results, "srcnn_x4_vgg", "johnson_x4_vgg")
     worst = {m: drop for m, (drop, _, _) in worst_image_per_model(results).items()}
     safer = min(("srcnn_x4_vgg", "johnson_x4_vgg"), key=lambda m: -worst.get(m, 0.0))
@@ -272,8 +276,13 @@ def write_report(results: dict, runs: Path) -> None:
     (DOCS / "sr_losses.md").write_text("\n".join(lines) + "\n")
 
 
+TRAINED_ON = ("2-core CPU machines of our sessions, 1 thread, resumed across sessions (the machines were shared "
+              "with other jobs: the wall time is an upper bound)")
+
+
 def model_card(name: str, values: dict, entry: dict, hardware: str, recipe_line: str,
-               worst: tuple[float, str, str] | None = None, report: str = "docs/experiments/sr_losses.md") -> str:  # fmt: skip
+               worst: tuple[float, str, str] | None = None, report: str = "docs/experiments/sr_losses.md",
+               trained_on: str = TRAINED_ON) -> str:  # fmt: skip
     """The model card of a shipped SR model: recipe, data, budget, hardware, evaluation, worst image."""
     table = ["| benchmark | PSNR-Y | SSIM-Y | LPIPS | DISTS |", "|---|---:|---:|---:|---:|"]
     for b in BENCHMARKS:
@@ -289,8 +298,7 @@ def model_card(name: str, values: dict, entry: dict, hardware: str, recipe_line:
         f"{values['hr_crop']}px HR crops, flips and 90-degree rotations; LR = MATLAB-style bicubic x1/4",
         f"- optimiser: Adam lr {values['lr']}, batch {values['batch_size']}, seed {values['seed']}",
         f"- steps: {entry['steps']}; training wall time: {entry['train_minutes']} min",
-        "- hardware: 2-core CPU machines of our sessions, 1 thread, resumed across sessions (the machines "
-        f"were shared with other jobs: the wall time is an upper bound); evaluated on {hardware}",
+        f"- hardware: {trained_on}; evaluated on {hardware}",
         f"- recipe: {recipe_line}",
         "",
         "Evaluation (protocol of `perceptlab eval sr`: benchmark LR inputs, PSNR-Y/SSIM-Y shaved by 4 px, "

@@ -14,10 +14,11 @@ import torch
 from perceptlab.nets.fold import fold_batchnorm
 from perceptlab.training import load_model_file, resolve_model_file, shipped_models
 
-SHIPPED_SR = ("srcnn_x4_vgg", "srcnn_x4_mse", "johnson_x4_vgg", "johnson_x4_mse")
-# Perceptual by default, and the best of our perceptual models on LPIPS and DISTS
-# (docs/experiments/sr_losses.md; the Johnson nets also fail on large white areas).
-DEFAULT_SR_MODEL = "srcnn_x4_vgg"
+SHIPPED_SR = ("johnson_x4_vgg_pixel", "srcnn_x4_vgg", "srcnn_x4_mse", "johnson_x4_vgg", "johnson_x4_mse")
+# Perceptual by default: the VGG loss plus a pixel term, better than the other VGG-loss
+# models on all 6 LPIPS/DISTS benchmark means and without their failures on large flat
+# bright areas (docs/experiments/sr_crop.md).
+DEFAULT_SR_MODEL = "johnson_x4_vgg_pixel"
 
 
 def shipped_sr_models() -> dict[str, Path]:
