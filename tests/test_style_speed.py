@@ -176,8 +176,11 @@ def test_an_input_that_needs_a_gradient_gets_one():
 
 def test_smallest_images_are_as_close_to_float64_as_the_plain_network():
     # At 8x8 the instance norms after the stride-2 convolutions see 2x2 maps: float32
-    # rounding alone moves the output by about 2e-5 there (the plain network too).
-    for seed in range(3):
+    # rounding alone moves the output by 1e-5 to 2e-4 there (the plain network too). Per seed
+    # the two errors differ by up to 2.1x either way (20 seeds on an AMD AVX2 CPU; median ratio
+    # 1.0), so the bound is on the sum over seeds, with a loose one per seed.
+    errors = []
+    for seed in range(10):
         net, reference = _pair("instance", "reflect", seed=seed)
         exact = _PlainStyleNet("instance", "reflect").double()
         exact.load_state_dict(reference.state_dict())
@@ -186,7 +189,9 @@ def test_smallest_images_are_as_close_to_float64_as_the_plain_network():
             truth = exact.eval()(x.double())
             ours = (net.eval()(x).double() - truth).abs().max().item()
             theirs = (reference.eval()(x).double() - truth).abs().max().item()
-        assert ours < max(2 * theirs, ATOL), (seed, ours, theirs)
+        assert ours < max(4 * theirs, ATOL), (seed, ours, theirs)
+        errors.append((ours, theirs))
+    assert sum(o for o, _ in errors) < 1.5 * sum(t for _, t in errors), errors
 
 
 def test_reflect_border_equals_f_pad():

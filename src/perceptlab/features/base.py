@@ -13,9 +13,11 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def native_bf16() -> bool:
-    """Whether oneDNN runs bfloat16 convolutions natively on this CPU (AVX512-BF16 or AMX).
+    """Whether oneDNN runs bfloat16 convolutions on this CPU.
 
-    Elsewhere bfloat16 is emulated and slower than float32.
+    oneDNN needs AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT for them, and is fast with
+    bfloat16 units (AVX512-BF16, AMX). Elsewhere (an AVX2-only CPU, say) PyTorch's
+    reference convolution runs bfloat16, much slower than float32.
     """
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -31,6 +33,8 @@ def _fused_op():
 
 
 _FUSED = _fused_op()
+# The fused op refuses bfloat16 where oneDNN cannot run it (it raises instead of falling back).
+_FUSED_DTYPES = (torch.float32,) + ((torch.bfloat16,) if _FUSED is not None and native_bf16() else ())
 
 
 class _ConvReLU(torch.autograd.Function):
@@ -171,7 +175,7 @@ class FeatureNet(nn.Module):
         bf16 = self.precision == "bf16"
         if bf16:
             x = x.to(torch.bfloat16)
-        fuse = (self.fuse and _FUSED is not None and x.device.type == "cpu" and x.dtype in PRECISIONS.values()
+        fuse = (self.fuse and _FUSED is not None and x.device.type == "cpu" and x.dtype in _FUSED_DTYPES
                 and x.is_contiguous(memory_format=torch.channels_last))  # fmt: skip
         out = {}
         for name, module, relu in self._plan:
