@@ -75,3 +75,42 @@ def test_precision_reaches_the_loss_network_from_specs_and_bad_values_fail():
     assert all(m.net.precision == "bf16" for m in loss.terms.values())
     with pytest.raises(ValueError, match="precision"):
         VGG16Features(("relu1_2",), weights=None, precision="fp16")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_training_warns_when_the_cpu_cannot_run_bf16_convolutions(monkeypatch, native):
+    import warnings
+
+    from perceptlab.sr import train
+
+    monkeypatch.setattr(train, "native_bf16", lambda: native)
+    config = train.SRTrainConfig(net="srcnn", losses=["feature:relu2_2", "pixel:mse"], vgg_weights=None,
+                                 vgg_precision="bf16", data=["unused"])  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train._build(config)
+        train._build(train.SRTrainConfig(net="srcnn", losses=["pixel:mse"], vgg_precision="bf16", data=["unused"]))
+    messages = [str(w.message) for w in caught if "bfloat16" in str(w.message)]
+    assert len(messages) == (0 if native else 1) and all("use fp32" in m for m in messages)
+
+
+def test_the_cli_prints_that_warning_as_one_line(monkeypatch, tmp_path, capsys):
+    import sys
+    import warnings
+
+    from perceptlab.cli import main
+    from perceptlab.sr import train
+
+    monkeypatch.setattr(train, "native_bf16", lambda: False)
+    formatwarning = warnings.formatwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        # What Python does by default (pytest records warnings instead of printing them).
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line))  # fmt: skip
+        code = main(["train", "sr", "--net", "srcnn", "--loss", "feature:relu2_2", "--vgg-precision", "bf16",
+                     "--data", str(shared_dir("T91")), "--steps", "1", "--batch-size", "1",
+                     "--hr-crop", "32", "--out", str(tmp_path / "run")])  # fmt: skip
+    assert code == 0 and warnings.formatwarning is formatwarning
+    lines = [line for line in capsys.readouterr().err.splitlines() if "bfloat16" in line]
+    assert len(lines) == 1 and lines[0].startswith("perceptlab: warning: vgg_precision 'bf16'")

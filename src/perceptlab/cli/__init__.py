@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from perceptlab import __version__
 from perceptlab._alloc import keep_freed_memory
@@ -35,9 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"perceptlab: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()  # long CPU jobs run markedly faster (see perceptlab._alloc)
+    # Warnings read as one line, like the errors below, not as a source location.
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return args.run(args)
     except EXPECTED_ERRORS as exc:
@@ -49,3 +56,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("perceptlab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning

@@ -18,11 +18,13 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from perceptlab.features.base import native_bf16
 from perceptlab.losses import AdversarialLoss, CombinedLoss, parse_spec
 from perceptlab.training import (
     MetricsLog,
@@ -110,6 +112,11 @@ def _build(config: SRTrainConfig):
         discriminator = _build_discriminator(config.discriminator)
     loss = CombinedLoss.from_specs(config.losses, vgg_weights=config.vgg_weights, vgg_precision=config.vgg_precision,
                                    discriminator=discriminator)  # fmt: skip
+    uses_bf16 = any(getattr(getattr(m, "net", None), "precision", None) == "bf16" for m in loss.terms.values())
+    if uses_bf16 and not native_bf16():
+        warnings.warn("vgg_precision 'bf16': this CPU cannot run bfloat16 convolutions in oneDNN (that needs AVX-512), "
+                      "so the loss network runs PyTorch's fallback, much slower than fp32 (15x on an AVX2-only AMD "
+                      "EPYC); use fp32 here", stacklevel=2)  # fmt: skip
     return net, loss, discriminator
 
 
