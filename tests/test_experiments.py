@@ -106,3 +106,12 @@ def test_sr_crop_measures_the_receptive_field_and_answers_from_the_per_image_cha
     results["runs"]["johnson_pixel"] = _entry({"img_006": -1.0, "a": -1.0, "b": -1.5, "c": 0.5})
     answer = experiment.verdict(results)
     assert answer.startswith("**Larger crops: No.**") and "**A pixel term: Yes.**" in answer
+    # The shipped pixel-term model, read from the package; the LPIPS means above favour it 3 times of 6.
+    from perceptlab.sr.models import DEFAULT_SR_MODEL
+
+    line = experiment.shipped_line(results)
+    assert "`johnson_pixel` ships as `johnson_x4_vgg_pixel`" in line
+    assert "better than `srcnn_x4_vgg` in 3 and than `johnson_x4_vgg` in 3 of 6" in line
+    assert ("the default of `perceptlab upscale`" in line) == (DEFAULT_SR_MODEL == "johnson_x4_vgg_pixel")
+    del results["runs"]["johnson_pixel"]
+    assert experiment.shipped_line(results) == ""
