@@ -25,6 +25,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -302,8 +303,12 @@ def environment() -> dict:
     }
 
 
+RESULT_TAG: str | None = None  # set by --tag (parse_args): results/NAME-TAG.json instead of NAME.json
+
+
 def write_result(name: str, payload: dict, env: dict | None = None) -> Path:
-    """Write ``results/NAME.json`` atomically (temp file in the same folder, then ``os.replace``).
+    """Write ``results/NAME.json`` (``NAME-TAG.json`` after ``--tag TAG``) atomically (temp file in the
+    same folder, then ``os.replace``).
 
     ``env`` is the :func:`environment` taken at the start of the run; it is
     taken now if not given. The load average at the end is added either way.
@@ -315,6 +320,8 @@ def write_result(name: str, payload: dict, env: dict | None = None) -> Path:
     except OSError:
         pass
     document = {"benchmark": name, "environment": env, **payload}
+    if RESULT_TAG:
+        name = f"{name}-{RESULT_TAG}"
     path = RESULTS_DIR / f"{name}.json"
     fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, prefix=f".{name}.", suffix=".json.tmp")
     umask = os.umask(0)
@@ -338,14 +345,24 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, help="torch.set_num_threads for the whole run (default: torch's choice)"
     )
+    parser.add_argument("--tag", type=_tag, help="write results/NAME-TAG.json: another machine's results beside "
+                        "the main ones")  # fmt: skip
     return parser
 
 
+def _tag(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+        raise argparse.ArgumentTypeError(f"a tag is letters, digits, '_', '.' and '-', got {value!r}")
+    return value
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse, and apply ``--threads`` before anything is measured."""
+    """Parse, and apply ``--threads`` before anything is measured (and ``--tag`` to :func:`write_result`)."""
+    global RESULT_TAG
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    RESULT_TAG = args.tag
     return args
 
 
