@@ -38,6 +38,8 @@ _MAX_16BIT = 65535.0
 # Modes with an alpha channel; palette and other modes mark a transparent
 # colour in info["transparency"] instead.
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+# Modes of one gray channel (plus alpha); "I;16" variants are matched by prefix.
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 
 
 class ImageError(ValueError):
@@ -133,6 +135,28 @@ def _open_upright(path: Path) -> Image.Image:
             raise ImageError(path, f"corrupt or truncated image ({err})") from err
 
 
+def is_grayscale(path: str | os.PathLike) -> bool:
+    """Whether the image file at ``path`` holds gray values only (8- or 16-bit, with or without alpha).
+
+    Only the header is read. :func:`read_image` gives such a file as three equal
+    channels; a command that writes an image per input uses this to write
+    grayscale back.
+
+    Raises:
+        ImageError: as :func:`read_image`, for a file that cannot be opened.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(path, "is a directory, not an image file")
+    try:
+        with Image.open(path) as image:
+            return image.mode in _GRAY_MODES or image.mode.startswith("I;16")
+    except FileNotFoundError:
+        raise ImageError(path, "no such file") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise ImageError(path, f"not an image file ({err})") from None
+
+
 def _to_rgb_array(image: Image.Image, path: Path) -> np.ndarray:
     """(H, W, 3) float32 array in [0, 1] from any Pillow image."""
     if image.mode == "I" or image.mode.startswith("I;16"):
@@ -170,6 +194,8 @@ def write_image(x: torch.Tensor, path: str | os.PathLike) -> None:
         TypeError: ``x`` is not a floating-point tensor.
         ValueError: ``x`` has the wrong shape or non-finite values.
         ImageError: unknown suffix, or the file system refused the write.
+        OutputError: the folder cannot be created or written, or ``path`` is a folder
+            (:func:`perceptlab._files.check_output_file` checks this before any work).
 
     Example:
         >>> write_image(torch.rand(1, 3, 64, 64), "out/noise.png")  # doctest: +SKIP
