@@ -2,15 +2,17 @@
 
 A run folder holds::
 
-    RUN_DIR/config.toml        the full configuration (written once, checked on resume)
+    RUN_DIR/config.toml        the full configuration (checked on resume; a raised step budget is recorded)
     RUN_DIR/checkpoint.pt      latest state: config, step, model(s), optimizer(s), RNG state
     RUN_DIR/metrics.csv        one row per logged step
-    RUN_DIR/samples/           validation images
+    RUN_DIR/samples/           sample images along the way
     RUN_DIR/model.safetensors  final weights with their metadata
 
 Checkpoints are written to a temporary file and renamed, so an interrupted
 run never leaves a broken one; a resumed run continues from the saved step
 with the same random stream and gives the same result as an uninterrupted one.
+Ctrl-C or SIGTERM during training saves a checkpoint at the end of the step in
+progress (:class:`Checkpoints`).
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ import dataclasses
 import json
 import os
 import random
+import signal
+import sys
+import threading
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from perceptlab._files import atomic_write, atomic_write_text
+from perceptlab._files import atomic_write, atomic_write_text, check_output_dir
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -110,31 +115,48 @@ def prepare_run_dir(
     """Create ``out``; return it and the checkpoint to resume from (``None`` for a fresh run).
 
     A run folder belongs to one configuration: resuming with a different one
-    is refused rather than silently mixing two experiments. A key that the
-    saved configuration lacks (an option added to the trainer since) counts
-    as its value in ``defaults``, the configuration class's defaults.
+    is refused, naming the keys that differ, rather than silently mixing two
+    experiments. A key that the saved configuration lacks (an option added to
+    the trainer since) counts as its value in ``defaults``, the configuration
+    class's defaults. Only ``steps`` may change, and only upwards from the
+    checkpoint's step; ``config.toml`` then records the new budget.
+
+    Raises:
+        OutputError: ``out`` cannot be created or written (checked before any training).
+        ValueError: ``out`` holds another configuration, or more steps than ``config`` asks for.
     """
     out = Path(out)
+    check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.toml"
-    text = to_toml(config)
     checkpoint = out / "checkpoint.pt"
+    state = None
     if checkpoint.is_file():
         state = load_checkpoint(checkpoint)
         before = {**{k: v for k, v in (defaults or {}).items() if k in config}, **state.get("config", {})}
-        if _comparable(before) != _comparable(config):
+        differ = _differences(before, config)
+        if differ:
             raise ValueError(
-                f"{out} holds a run with another configuration (see {saved}); "
+                f"{out} holds a run with another configuration ({differ}; see {saved}); "
                 "choose another --out folder or delete this one"
             )
-        return out, state
-    atomic_write_text(saved, text)
-    return out, None
+        step, steps = int(state["step"]), config.get("steps")
+        if steps is not None and steps < step:
+            raise ValueError(f"{out} is at step {step}, past the {steps} steps asked for: ask for at least {step}")
+        print(f"perceptlab: resuming {out} from step {step}", file=sys.stderr)
+    atomic_write_text(saved, to_toml(config))  # a raised step budget is recorded too
+    return out, state
 
 
-def _comparable(config: Mapping) -> dict:
-    # The step budget may grow between sessions: a resumed run may be asked to go further.
-    return {k: v for k, v in json.loads(json.dumps(dict(config))).items() if k != "steps"}
+def _differences(before: Mapping, now: Mapping) -> str:
+    """``"lr: 0.1 in the run, 0.2 now; ..."`` for every key but ``steps`` (the budget may grow between sessions)."""
+    before, now = _plain(before), _plain(now)
+    keys = [k for k in {**before, **now} if k != "steps" and before.get(k) != now.get(k)]
+    return "; ".join(f"{k}: {before.get(k)!r} in the run, {now.get(k)!r} now" for k in keys)
+
+
+def _plain(config: Mapping) -> dict:
+    return json.loads(json.dumps(dict(config)))
 
 
 def rng_state(generator: torch.Generator) -> dict:
@@ -145,6 +167,78 @@ def rng_state(generator: torch.Generator) -> dict:
 def restore_rng(state: Mapping, generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     generator.set_state(state["data"])
+
+
+# ------------------------------------------------------------------ interrupts
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM stopped a command.
+
+    ``exit_code`` is what a shell reports for a process the signal ended,
+    128 + its number: 130 for SIGINT, 143 for SIGTERM. ``str()`` says what was
+    kept (a checkpoint's step, the images done). A ``KeyboardInterrupt``, so
+    code that cleans up after Ctrl-C cleans up after SIGTERM too.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT, message: str = "interrupted"):
+        super().__init__(message)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+
+
+class Checkpoints:
+    """A training loop's checkpoints: every ``every`` steps, at step ``last``, and on SIGINT or SIGTERM.
+
+    As a context manager around the loop it holds SIGINT and SIGTERM until the
+    step in progress ends; :meth:`step_done` then saves a checkpoint and raises
+    :class:`Interrupted`, so no finished step is lost and the command exits with
+    130 or 143. A second signal stops at once (the previous checkpoint stays,
+    checkpoints being written atomically)::
+
+        with Checkpoints(out / "checkpoint.pt", state, config.ckpt_every, config.steps) as checkpoints:
+            while step < config.steps:
+                ...  # one step
+                step += 1
+                checkpoints.step_done(step)
+
+    ``state()`` returns what to save (see :func:`save_checkpoint`).
+    """
+
+    def __init__(self, path: str | os.PathLike, state: Callable[[], Mapping], every: int, last: int):
+        self.path, self.state, self.every, self.last = Path(path), state, every, last
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> Checkpoints:
+        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._hold)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _hold(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise Interrupted(signum, f"stopped at once; {self.path} holds the last periodic checkpoint")
+        self.signum = signum
+        print(f"\nperceptlab: {signal.Signals(signum).name}: stopping after this step with a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr)  # fmt: skip
+
+    def step_done(self, step: int) -> None:
+        """Save if ``step`` is due or a signal is held; then, for a held signal, raise :class:`Interrupted`.
+
+        A signal held at the last step does not stop the run: it is complete.
+        """
+        stop = self.signum is not None and step < self.last
+        if stop or step % self.every == 0 or step == self.last:
+            save_checkpoint(self.path, self.state())
+        if stop:
+            raise Interrupted(self.signum, f"stopped at step {step}, saved in {self.path}; "
+                                           "run the same command again to resume")  # fmt: skip
 
 
 class TrainConfig:

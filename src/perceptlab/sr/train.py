@@ -27,6 +27,7 @@ import torch
 from perceptlab.features.base import native_bf16
 from perceptlab.losses import AdversarialLoss, CombinedLoss, parse_spec
 from perceptlab.training import (
+    Checkpoints,
     MetricsLog,
     TrainConfig,
     load_model_file,
@@ -34,7 +35,6 @@ from perceptlab.training import (
     prepare_run_dir,
     restore_rng,
     rng_state,
-    save_checkpoint,
     seed_everything,
 )
 
@@ -89,16 +89,34 @@ class SRTrainConfig(TrainConfig):
     threads: int = 0
 
     def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting; every check here runs before any work."""
+        from perceptlab.nets.sr import SR_NETS
+
         if not self.data:
             raise ValueError("no training data: give at least one folder of images (--data)")
-        if self.hr_crop % self.scale:
-            raise ValueError(f"hr_crop {self.hr_crop} must be a multiple of the scale {self.scale}")
+        info = SR_NETS.get(self.net)
+        if info is None or self.net == "bicubic":  # bicubic has nothing to train
+            raise ValueError(f"net must be one of {', '.join(n for n in SR_NETS if n != 'bicubic')}, got {self.net!r}")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or not info.supports(self.scale):
+            raise ValueError(f"scale {self.scale!r} is not one {self.net} supports ({info.scales_text()})")
+        if self.hr_crop < self.scale or self.hr_crop % self.scale:
+            raise ValueError(f"hr_crop {self.hr_crop} must be a positive multiple of the scale {self.scale}")
         for spec in self.losses:
             parse_spec(spec)
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
-        if self.vgg_precision not in ("fp32", "bf16"):
-            raise ValueError(f"vgg_precision must be 'fp32' or 'bf16', got {self.vgg_precision!r}")
+        if min(self.val_every, self.ckpt_every, self.log_every) < 1:
+            raise ValueError("val_every, ckpt_every and log_every must be positive")
+        if not (self.lr > 0 and self.d_lr > 0) or self.blur_sigma < 0 or self.threads < 0:
+            raise ValueError("lr and d_lr must be positive, blur_sigma and threads non-negative")
+        for key, allowed in (("vgg_precision", ("fp32", "bf16")), ("vgg_weights", ("vgg16", "vgg16_caffe")),
+                             ("discriminator", ("srgan", "patch"))):  # fmt: skip
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        for key in ("init", "val_data"):
+            path = getattr(self, key)
+            if path and not Path(path).exists():
+                raise ValueError(f"{key} {path}: no such file or folder")
 
 
 def _build(config: SRTrainConfig):
@@ -173,13 +191,31 @@ def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> d
     log = MetricsLog(out / "metrics.csv", resume_step=step)
     adversarial = _adversarial_term(loss)
     val = _validation(config)
+    if val is None:  # no benchmark: samples/ shows the centre of the first training image, scored by nothing
+        from perceptlab.io import save_image
+        from perceptlab.ops.resize import imresize
+        from perceptlab.sr.data import degrade
+        from perceptlab.sr.evaluate import whole_image_sheet
 
-    def checkpoint() -> None:
-        state = {"config": dataclasses.asdict(config), "step": step, "seconds": seconds, "net": net.state_dict(),
+        image = data.images[0].float().div(255.0)[None]
+        h, w = (min(side, 192) // config.scale * config.scale for side in image.shape[-2:])
+        top, left = (image.shape[-2] - h) // 2, (image.shape[-1] - w) // 2
+        hr = image[..., top : top + h, left : left + w]
+        lr = degrade(hr, config.scale, config.blur_sigma)
+        bicubic = imresize(lr, scale=config.scale).clamp(0, 1)
+
+        @torch.no_grad()
+        def val(net, sample_path: Path) -> dict:
+            row = {"bicubic": bicubic, config.net: net(lr).clamp(0, 1), "HR": hr}
+            save_image(whole_image_sheet([(data.paths[0].name, row)], shrink=1), sample_path)
+            return {}
+
+    def state() -> dict:
+        saved = {"config": dataclasses.asdict(config), "step": step, "seconds": seconds, "net": net.state_dict(),
                  "optimizer": optimizer.state_dict(), "rng": rng_state(generator)}  # fmt: skip
         if discriminator is not None:
-            state |= {"discriminator": discriminator.state_dict(), "d_optimizer": d_optimizer.state_dict()}
-        save_checkpoint(out / "checkpoint.pt", state)
+            saved |= {"discriminator": discriminator.state_dict(), "d_optimizer": d_optimizer.state_dict()}
+        return saved
 
     bar = None
     if progress:
@@ -188,39 +224,42 @@ def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> d
         bar = tqdm(total=config.steps, initial=step, desc=f"train {config.net} x{config.scale}", unit="step")
     parts: dict[str, float] = {}
     net.train()
-    while step < config.steps:
-        started = time.perf_counter()
-        lr_batch, hr_batch = data.sample_batch(config.batch_size, generator)
-        sr = net(lr_batch)
-        terms = loss(sr, hr_batch)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        parts = {k: float(v.detach()) for k, v in terms.items()}
-        if adversarial is not None:
-            d_optimizer.zero_grad(set_to_none=True)  # drops what the generator step left in D
-            d_loss = adversarial.discriminator_step_loss(sr.detach(), hr_batch)
-            d_loss.backward()
-            d_optimizer.step()
-            parts["d_loss"] = float(d_loss.detach())
-        step += 1
-        seconds += time.perf_counter() - started
-        if not all(math.isfinite(v) for v in parts.values()):
-            raise FloatingPointError(f"loss became non-finite at step {step}: {parts} (lower the learning rate)")
-        if step % config.log_every == 0 or step == config.steps:
-            log.append({"step": step, "seconds": round(seconds, 2), **parts})
-        if val and (step % config.val_every == 0 or step == config.steps):
-            net.eval()
-            log_val = val(net, out / "samples" / f"step_{step:06d}.png")
-            log.append({"step": step, "seconds": round(seconds, 2), **log_val})
-            net.train()
-        if step % config.ckpt_every == 0 or step == config.steps:
-            checkpoint()
+    try:
+        with Checkpoints(out / "checkpoint.pt", state, config.ckpt_every, config.steps) as checkpoints:
+            while step < config.steps:
+                started = time.perf_counter()
+                lr_batch, hr_batch = data.sample_batch(config.batch_size, generator)
+                sr = net(lr_batch)
+                terms = loss(sr, hr_batch)
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                parts = {k: float(v.detach()) for k, v in terms.items()}
+                if adversarial is not None:
+                    d_optimizer.zero_grad(set_to_none=True)  # drops what the generator step left in D
+                    d_loss = adversarial.discriminator_step_loss(sr.detach(), hr_batch)
+                    d_loss.backward()
+                    d_optimizer.step()
+                    parts["d_loss"] = float(d_loss.detach())
+                step += 1
+                seconds += time.perf_counter() - started
+                if not all(math.isfinite(v) for v in parts.values()):
+                    raise FloatingPointError(f"loss became non-finite at step {step}: {parts} "
+                                             "(lower the learning rate)")
+                row = dict(parts) if step % config.log_every == 0 or step == config.steps else {}
+                if step % config.val_every == 0 or step == config.steps:
+                    net.eval()
+                    row |= val(net, out / "samples" / f"step_{step:06d}.png")
+                    net.train()
+                if row:  # one row per step, validation scores beside the losses
+                    log.append({"step": step, "seconds": round(seconds, 2), **row})
+                checkpoints.step_done(step)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
-    if bar is not None:
-        bar.close()
+            bar.close()
     net.eval()
     weights = out / "model.safetensors"
     save_sr_weights(weights, net, config, {"steps": str(step), "train_seconds": f"{seconds:.1f}"})

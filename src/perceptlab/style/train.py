@@ -98,6 +98,13 @@ class StyleTrainConfig(TrainConfig):
             raise ValueError("steps and batch_size must be positive")
         if self.image_size < MIN_SIZE:
             raise ValueError(f"image_size must be at least {MIN_SIZE}, got {self.image_size}")
+        if self.style_size < 0 or 0 < self.style_size < MIN_SIZE:
+            raise ValueError(f"style_size must be 0 (keep the style image's size) or at least {MIN_SIZE}, "
+                             f"got {self.style_size}")  # fmt: skip
+        if not self.lr > 0 or self.threads < 0:
+            raise ValueError(f"lr must be positive and threads non-negative, got {self.lr} and {self.threads}")
+        if self.vgg_weights not in ("vgg16", "vgg16_caffe", None):  # None: random VGG weights, for tests
+            raise ValueError(f"vgg_weights must be vgg16 or vgg16_caffe, got {self.vgg_weights!r}")
         if self.norm not in STYLE_NORMS or self.padding not in STYLE_PADDINGS:
             raise ValueError(f"norm must be one of {STYLE_NORMS} and padding one of {STYLE_PADDINGS}")
         if min(self.sample_every, self.ckpt_every, self.log_every) < 1:
@@ -156,9 +163,7 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     from perceptlab.io import read_image, write_image
     from perceptlab.sr.data import SRTrainingSet
     from perceptlab.style.losses import resize_longer_side
-    from perceptlab.training import (
-        MetricsLog, prepare_run_dir, restore_rng, rng_state, save_checkpoint, seed_everything,
-    )  # fmt: skip
+    from perceptlab.training import Checkpoints, MetricsLog, prepare_run_dir, restore_rng, rng_state, seed_everything
 
     config.validate()
     if config.threads:
@@ -182,11 +187,9 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
         step, seconds = int(resumed["step"]), float(resumed["seconds"])
     log = MetricsLog(out / "metrics.csv", resume_step=step)
 
-    def checkpoint() -> None:
-        save_checkpoint(out / "checkpoint.pt", {
-            "config": dataclasses.asdict(config), "style_sha256": style_sha256, "step": step, "seconds": seconds,
-            "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(generator),
-        })  # fmt: skip
+    def state() -> dict:
+        return {"config": dataclasses.asdict(config), "style_sha256": style_sha256, "step": step, "seconds": seconds,
+                "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(generator)}  # fmt: skip
 
     bar = None
     if progress:
@@ -195,32 +198,35 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
         bar = tqdm(total=config.steps, initial=step, desc=f"train style {Path(config.style).stem}", unit="step")
     parts: dict[str, float] = {}
     net.train()
-    while step < config.steps:
-        started = time.perf_counter()
-        _, crops = data.sample_batch(config.batch_size, generator)
-        terms = loss(net(crops), crops)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        parts = {k: float(v.detach()) for k, v in terms.items()}
-        step += 1
-        seconds += time.perf_counter() - started
-        if not all(math.isfinite(v) for v in parts.values()):
-            raise FloatingPointError(f"loss became non-finite at step {step}: {parts} (lower the learning rate)")
-        if step % config.log_every == 0 or step == config.steps:
-            log.append({"step": step, "seconds": round(seconds, 2), **parts})
-        if step % config.sample_every == 0 or step == config.steps:
-            net.eval()
-            with torch.no_grad():
-                write_image(net(sample), out / "samples" / f"step_{step:06d}.png")
-            net.train()
-        if step % config.ckpt_every == 0 or step == config.steps:
-            checkpoint()
+    try:
+        with Checkpoints(out / "checkpoint.pt", state, config.ckpt_every, config.steps) as checkpoints:
+            while step < config.steps:
+                started = time.perf_counter()
+                _, crops = data.sample_batch(config.batch_size, generator)
+                terms = loss(net(crops), crops)
+                optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                optimizer.step()
+                parts = {k: float(v.detach()) for k, v in terms.items()}
+                step += 1
+                seconds += time.perf_counter() - started
+                if not all(math.isfinite(v) for v in parts.values()):
+                    raise FloatingPointError(f"loss became non-finite at step {step}: {parts} "
+                                             "(lower the learning rate)")
+                if step % config.log_every == 0 or step == config.steps:
+                    log.append({"step": step, "seconds": round(seconds, 2), **parts})
+                if step % config.sample_every == 0 or step == config.steps:
+                    net.eval()
+                    with torch.no_grad():
+                        write_image(net(sample), out / "samples" / f"step_{step:06d}.png")
+                    net.train()
+                checkpoints.step_done(step)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
-    if bar is not None:
-        bar.close()
+            bar.close()
     net.eval()
     weights = out / "model.safetensors"
     save_style_weights(weights, net, config, {"style_sha256": style_sha256, "steps": str(step),
