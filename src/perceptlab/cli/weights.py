@@ -1,4 +1,4 @@
-"""``perceptlab weights list | fetch NAME [--from FILE] | path NAME``: the pretrained weights perceptlab uses."""
+"""``perceptlab weights list | fetch NAME [--from FILE] | path NAME | clean``: the pretrained weights perceptlab uses."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ def add_parser(subparsers) -> None:
     path = sub.add_parser("path", help="print the cached file of NAME (fetching it if needed)")
     path.add_argument("name", choices=tuple(w.SPECS), metavar="NAME", help=", ".join(w.SPECS))
     path.set_defaults(run=_path)
+    sub.add_parser("clean", help="remove downloaded archives and leftover temporary files from the cache "
+                                 "(converted weights stay)").set_defaults(run=_clean)  # fmt: skip
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -40,4 +42,12 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _path(args: argparse.Namespace) -> int:
     print(w.fetch(args.name))
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    removed = w.clean()
+    for path, size in removed.items():
+        print(f"removed {path} ({size / 2**20:.1f} MB)")
+    print(f"{len(removed)} file(s), {sum(removed.values()) / 2**20:.1f} MB removed from {w.cache_dir()}")
     return 0
