@@ -8,6 +8,9 @@ Both compare activations of a frozen VGG-16 (:class:`perceptlab.features.VGG16Fe
 
 Each is summed over the chosen layers with per-layer weights. The target's
 features are computed without a graph: only the prediction needs gradients.
+The target must lie in [0, 1] (checked: VGG normalises it with the ImageNet
+mean and std); the prediction is not range-checked, since network outputs
+overshoot while they train (:mod:`perceptlab._checks`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perceptlab._checks import check_image, check_pair, reduce
+from perceptlab._checks import check_image, check_pair, check_range, reduce
 from perceptlab.features import VGG16Features
 
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -122,6 +125,7 @@ class FeatureLoss(_VGGLoss):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         check_pair(pred, target, channels=3)
+        check_range(target, "target")
         with torch.no_grad():
             target_features = self.net(target)
         values = feature_reconstruction_loss(self.net(pred), target_features, self.layer_weights)
@@ -149,6 +153,7 @@ class StyleLoss(_VGGLoss):
     def target_grams(self, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gram matrices of ``target`` for every layer; compute once for a fixed style image."""
         check_image(target, "target", channels=3)
+        check_range(target, "target")
         with torch.no_grad():
             return {k: gram_matrix(v) for k, v in self.net(target).items()}
 

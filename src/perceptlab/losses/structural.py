@@ -1,11 +1,15 @@
-"""Structural losses: ``1 - SSIM`` and ``1 - MS-SSIM``, zero for identical images."""
+"""Structural losses: ``1 - SSIM`` and ``1 - MS-SSIM``, zero for identical images.
+
+As every loss, they check the target's range but not the prediction's, which
+may be an unclamped network output (:mod:`perceptlab._checks`).
+"""
 
 from __future__ import annotations
 
 import torch
 
 from perceptlab._checks import reduce
-from perceptlab.metrics.ssim import MS_SSIM_WEIGHTS, MSSSIM, SSIM, ms_ssim, ssim
+from perceptlab.metrics.ssim import MS_SSIM_WEIGHTS, MSSSIM, SSIM, ms_ssim_per_image, ssim_per_image
 
 
 def ssim_loss(
@@ -21,7 +25,7 @@ def ssim_loss(
     """``1 - SSIM`` of each image, reduced over the batch.
 
     Args:
-        pred: predicted images in ``[0, data_range]``.
+        pred: predicted images, nominally in ``[0, data_range]`` (not checked).
         target: reference images in ``[0, data_range]``.
         data_range, win_size, sigma, k1, k2: as in :func:`perceptlab.metrics.ssim.ssim`.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"`` over the batch.
@@ -41,7 +45,7 @@ def ssim_loss(
         Zhao, Gallo, Frosio and Kautz, "Loss functions for image restoration with
         neural networks", IEEE TCI 3(1), 2017.
     """
-    per_image = ssim(pred, target, data_range, win_size, sigma, k1, k2, reduction="none")
+    per_image = ssim_per_image(pred, target, data_range, win_size, sigma, k1, k2)
     return reduce(1.0 - per_image, reduction)
 
 
@@ -59,7 +63,7 @@ def ms_ssim_loss(
     """``1 - MS-SSIM`` of each image, reduced over the batch.
 
     Args:
-        pred: predicted images in ``[0, data_range]``.
+        pred: predicted images, nominally in ``[0, data_range]`` (not checked).
         target: reference images in ``[0, data_range]``.
         data_range, weights, win_size, sigma, k1, k2: as in
             :func:`perceptlab.metrics.ssim.ms_ssim`.
@@ -81,7 +85,7 @@ def ms_ssim_loss(
         Zhao, Gallo, Frosio and Kautz, "Loss functions for image restoration with
         neural networks", IEEE TCI 3(1), 2017.
     """
-    per_image = ms_ssim(pred, target, data_range, weights, win_size, sigma, k1, k2, reduction="none")
+    per_image = ms_ssim_per_image(pred, target, data_range, weights, win_size, sigma, k1, k2)
     return reduce(1.0 - per_image, reduction)
 
 

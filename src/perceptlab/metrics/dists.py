@@ -21,7 +21,7 @@ import functools
 import torch
 from torch import nn
 
-from perceptlab._checks import check_pair, reduce
+from perceptlab._checks import check_pair, check_range, reduce
 from perceptlab.features import VGG16Features
 from perceptlab.weights import load_weights
 
@@ -38,6 +38,13 @@ class DISTS(nn.Module):
 
     Shape:
         pred, target: (N, 3, H, W) RGB in [0, 1]; output (N,) or a scalar.
+
+    Range:
+        The module checks that ``target`` lies in [0, 1] and raises
+        ``ValueError`` otherwise (images in [-1, 1] or [0, 255] are the usual
+        mistakes). It does not check ``pred``, so that it
+        can serve as a loss on unclamped network outputs; the function
+        :func:`dists`, which scores images, checks both.
 
     Reference:
         Ding, Ma, Wang, Simoncelli. Image Quality Assessment: Unifying Structure
@@ -60,6 +67,7 @@ class DISTS(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         check_pair(pred, target, channels=3)
+        check_range(target, "target")  # pred may be an unclamped output: the module is also a loss term
         n = pred.shape[0]
         feats = self.features(torch.cat([pred, target]))
         stages = [torch.cat([pred, target])] + [feats[name] for name in DISTS_LAYERS]
@@ -85,6 +93,12 @@ def _shared() -> DISTS:
 
 
 def dists(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """DISTS distance between ``pred`` and ``target``; see :class:`DISTS`. The network is built once."""
+    """DISTS distance between ``pred`` and ``target``, both in [0, 1] (checked); see :class:`DISTS`.
+
+    The network is built once.
+    """
+    check_pair(pred, target, channels=3)
+    check_range(pred, "pred")
+    check_range(target, "target")  # before the network is built
     metric = _shared().to(pred.device)
     return reduce(metric(pred, target), reduction)

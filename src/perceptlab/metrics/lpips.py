@@ -22,7 +22,7 @@ import functools
 import torch
 from torch import nn
 
-from perceptlab._checks import check_pair, reduce
+from perceptlab._checks import check_pair, check_range, reduce
 from perceptlab.features import AlexNetFeatures, VGG16Features
 from perceptlab.weights import load_weights
 
@@ -47,6 +47,13 @@ class LPIPS(nn.Module):
 
     Shape:
         pred, target: (N, 3, H, W) RGB in [0, 1]; output (N,) or a scalar.
+
+    Range:
+        The module checks that ``target`` lies in [0, 1] and raises
+        ``ValueError`` otherwise (an image in [-1, 1], the official LPIPS
+        convention, is the usual mistake). It does not check ``pred``, so that it
+        can serve as a loss on unclamped network outputs; the function
+        :func:`lpips`, which scores images, checks both.
 
     Example:
         >>> metric = LPIPS("alex")  # doctest: +SKIP
@@ -78,6 +85,7 @@ class LPIPS(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         check_pair(pred, target, channels=3)
+        check_range(target, "target")  # pred may be an unclamped output: the module is also a loss term
         # One pass over both images: a single batch runs faster than two.
         feats = self.features(torch.cat([pred, target]))
         n = pred.shape[0]
@@ -95,6 +103,12 @@ def _shared(net: str) -> LPIPS:
 
 
 def lpips(pred: torch.Tensor, target: torch.Tensor, net: str = "alex", reduction: str = "mean") -> torch.Tensor:
-    """LPIPS distance between ``pred`` and ``target``; see :class:`LPIPS`. The network is built once per ``net``."""
+    """LPIPS distance between ``pred`` and ``target``, both in [0, 1] (checked); see :class:`LPIPS`.
+
+    The network is built once per ``net``.
+    """
+    check_pair(pred, target, channels=3)
+    check_range(pred, "pred")
+    check_range(target, "target")  # before the network is built
     metric = _shared(net).to(pred.device)
     return reduce(metric(pred, target), reduction)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from perceptlab._checks import check_image, check_pair, reduce
+from perceptlab._checks import check_image, check_pair, check_range, reduce
 
 PSNR_CHANNELS = ("rgb", "y")
 
@@ -59,7 +59,7 @@ def psnr(
     when a batch may hold exact copies.
 
     Args:
-        pred: predicted images in ``[0, data_range]``.
+        pred: predicted images in ``[0, data_range]`` (clamp network outputs first).
         target: reference images in ``[0, data_range]``.
         data_range: the value of full intensity (1.0 or 255).
         channel: ``"rgb"`` to compare the images as they are (any number of
@@ -71,6 +71,10 @@ def psnr(
 
     Returns:
         PSNR in dB, one value per image for ``reduction="none"``, else a scalar.
+
+    Raises:
+        ValueError: shapes differ, or a value lies outside ``[0, data_range]``
+            (:func:`perceptlab._checks.check_range`).
 
     Shape:
         ``pred``, ``target``: (N, C, H, W), C = 3 for ``channel="y"``;
@@ -86,6 +90,8 @@ def psnr(
         quality assessment", Electronics Letters 44(13), 2008.
     """
     check_pair(pred, target)
+    check_range(pred, "pred", data_range)
+    check_range(target, "target", data_range)
     if channel == "y":
         pred, target = rgb_to_y(pred, data_range), rgb_to_y(target, data_range)
     elif channel != "rgb":

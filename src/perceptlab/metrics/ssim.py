@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perceptlab._checks import check_min_size, check_pair, reduce
+from perceptlab._checks import check_min_size, check_pair, check_range, reduce
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -71,7 +71,8 @@ def ssim(
     is averaged over the valid positions of each channel, then over channels.
 
     Args:
-        pred: predicted images in ``[0, data_range]``.
+        pred: predicted images in ``[0, data_range]`` (clamp network outputs
+            first; :func:`perceptlab.losses.ssim_loss` takes them unclamped).
         target: reference images in ``[0, data_range]``.
         data_range: the value of full intensity (1.0 or 255); sets the
             stabilising constants ``C1 = (k1 data_range)^2``, ``C2 = (k2 data_range)^2``.
@@ -98,11 +99,25 @@ def ssim(
         visibility to structural similarity", IEEE TIP 13(4), 2004.
     """
     check_pair(pred, target)
+    check_range(pred, "pred", data_range)
+    return reduce(ssim_per_image(pred, target, data_range, win_size, sigma, k1, k2), reduction)
+
+
+def ssim_per_image(
+    pred: torch.Tensor, target: torch.Tensor, data_range: float, win_size: int, sigma: float, k1: float, k2: float
+) -> torch.Tensor:
+    """SSIM of each image, shape (N,), checking the target's range but not the prediction's.
+
+    The body of :func:`ssim` and of :func:`perceptlab.losses.ssim_loss`, which
+    takes unclamped network outputs (:mod:`perceptlab._checks`).
+    """
+    check_pair(pred, target)
+    check_range(target, "target", data_range)
     _check_window(win_size, sigma)
     check_min_size(pred, win_size, f"SSIM with win_size={win_size}")
     window = gaussian_window(win_size, sigma, pred.dtype, pred.device)
     per_channel, _ = _ssim_and_cs(pred, target, window, data_range, k1, k2)
-    return reduce(per_channel.mean(dim=1), reduction)
+    return per_channel.mean(dim=1)
 
 
 def ms_ssim(
@@ -125,7 +140,8 @@ def ms_ssim(
     computed per channel, then averaged over channels.
 
     Args:
-        pred: predicted images in ``[0, data_range]``.
+        pred: predicted images in ``[0, data_range]`` (clamp network outputs
+            first; :func:`perceptlab.losses.ms_ssim_loss` takes them unclamped).
         target: reference images in ``[0, data_range]``.
         data_range: the value of full intensity (1.0 or 255).
         weights: exponent of each scale, finest first; the default is the
@@ -155,6 +171,26 @@ def ms_ssim(
         Computers, 2003.
     """
     check_pair(pred, target)
+    check_range(pred, "pred", data_range)
+    return reduce(ms_ssim_per_image(pred, target, data_range, weights, win_size, sigma, k1, k2), reduction)
+
+
+def ms_ssim_per_image(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    data_range: float,
+    weights: tuple[float, ...],
+    win_size: int,
+    sigma: float,
+    k1: float,
+    k2: float,
+) -> torch.Tensor:
+    """MS-SSIM of each image, shape (N,), checking the target's range but not the prediction's.
+
+    The body of :func:`ms_ssim` and of :func:`perceptlab.losses.ms_ssim_loss` (see :func:`ssim_per_image`).
+    """
+    check_pair(pred, target)
+    check_range(target, "target", data_range)
     _check_window(win_size, sigma)
     if len(weights) < 1:
         raise ValueError("weights must hold at least one scale")
@@ -171,7 +207,7 @@ def ms_ssim(
     terms[-1] = ssim_value
     exponents = pred.new_tensor(weights).view(-1, 1, 1)
     per_channel = torch.relu(torch.stack(terms)).pow(exponents).prod(dim=0)
-    return reduce(per_channel.mean(dim=1), reduction)
+    return per_channel.mean(dim=1)
 
 
 def _halve(x: torch.Tensor) -> torch.Tensor:

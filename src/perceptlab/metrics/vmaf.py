@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from perceptlab._checks import check_min_size, check_pair, reduce
+from perceptlab._checks import check_min_size, check_pair, check_range, reduce
 from perceptlab.metrics.psnr import rgb_to_y
 
 # ADM's 4-level wavelet transform halves the image 4 times and then filters the
@@ -37,8 +37,11 @@ def vmaf(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean", neg:
       to limited ("TV") range, ``Y = 16 + 219 (0.299 R + 0.587 G + 0.114 B)``,
       which is what ffmpeg's default RGB -> YUV conversion feeds libvmaf when
       it scores PNG/JPEG files. The luma is kept in float, not rounded to
-      8 bits as libvmaf's integer code would see it; inputs are clipped to
-      ``[0, 1]`` first.
+      8 bits as libvmaf's integer code would see it.
+    - **Range**: ``vmaf`` checks that both images lie in ``[0, 1]``
+      (``ValueError`` otherwise). The module :class:`VMAF`, a differentiable
+      proxy that may see unclamped network outputs, checks only ``target`` and
+      clips ``pred`` to ``[0, 1]``.
     - **Stills**: every batch item is scored as a one-frame video, on its own.
       The temporal feature (motion2) is therefore 0, which makes VMAF lower for
       a still than for the same frame inside a moving video: identical images
@@ -61,7 +64,8 @@ def vmaf(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean", neg:
 
     Raises:
         ImportError: vmaf-torch is not installed.
-        ValueError: shapes differ, are not RGB, or are smaller than 17x17.
+        ValueError: shapes differ, are not RGB, are smaller than 17x17, or a
+            value lies outside ``[0, 1]``.
 
     Example:
         >>> target = torch.rand(1, 3, 64, 64)
@@ -73,6 +77,9 @@ def vmaf(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean", neg:
         perceptual video quality metric", Netflix Technology Blog, 2016;
         Aistov and Koroteev, vmaf-torch (https://github.com/alvitrioliks/VMAF-torch).
     """
+    check_pair(pred, target, channels=3)
+    check_range(pred, "pred")
+    check_range(target, "target")  # before vmaf-torch is imported
     return _score(_build_model(neg), pred, target, reduction)
 
 
@@ -110,6 +117,7 @@ def _build_model(neg: bool) -> nn.Module:
 
 def _score(model: nn.Module, pred: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
     check_pair(pred, target, channels=3)
+    check_range(target, "target")
     check_min_size(pred, VMAF_MIN_SIZE, "VMAF")
     # VIF sums squared 8-bit-scale values over the image: half precision overflows.
     dtype = torch.promote_types(pred.dtype, torch.float32)
