@@ -8,6 +8,9 @@ from pathlib import Path
 
 from perceptlab.sr.evaluate import SR_METRICS
 
+# What the command writes into --out (write_report's two files and the grid).
+REPORT_FILES = ("results.md", "results.json", "grid.png")
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a model on a benchmark (sr)", description="Evaluate a model.")
@@ -18,16 +21,20 @@ def add_parser(subparsers) -> None:
     sr.add_argument("--data", type=Path, required=True, help="benchmark folder with image_SRF_<scale>/ inside")
     sr.add_argument("--scale", type=int, default=4, help="scale (default 4)")
     sr.add_argument("--metrics", default=",".join(SR_METRICS), help=f"subset of {','.join(SR_METRICS)}")
-    sr.add_argument("--out", type=Path, help="report folder (default: eval/<model>-<benchmark>-x<scale>)")
+    sr.add_argument("--out", type=Path,
+                    help="report folder, checked before the evaluation (default: eval/<model>-<benchmark>-x<scale>)")  # fmt: skip
     sr.set_defaults(run=run_sr)
 
 
 def run_sr(args: argparse.Namespace) -> int:
+    from perceptlab._files import check_output_dir, check_output_file
     from perceptlab.io import save_image
     from perceptlab.sr.evaluate import comparison_grid, evaluate_sr, markdown_table, write_report
     from perceptlab.sr.models import load_sr_model
     from perceptlab.sr.protocol import load_benchmark
 
+    if args.scale < 1:
+        raise ValueError(f"--scale must be a positive integer, got {args.scale}")
     metrics = [m for m in args.metrics.split(",") if m]
     unknown = set(metrics) - set(SR_METRICS)
     if unknown or not metrics:
@@ -37,11 +44,14 @@ def run_sr(args: argparse.Namespace) -> int:
         raise ValueError(f"model {args.model} upscales x{model.scale}, not x{args.scale}")
     bench = args.data.resolve().name
     out = args.out or Path("eval") / f"{Path(args.model).stem}-{bench}-x{args.scale}"
+    check_output_dir(out)
+    for name in REPORT_FILES:
+        check_output_file(out / name)
     rows, mean, outputs = evaluate_sr(model, args.data, args.scale, metrics, progress=True)
     info = {"model": args.model, "benchmark": bench, "scale": args.scale}
     write_report(out, f"{args.model} on {bench} x{args.scale}", rows, mean, metrics, info)
     items = load_benchmark(args.data, args.scale)
     save_image(comparison_grid(items, outputs, args.scale, label=Path(args.model).stem), out / "grid.png")
     sys.stdout.write(markdown_table(rows, mean, metrics))
-    print(f"report: {out / 'results.md'}, {out / 'results.json'}, {out / 'grid.png'}", file=sys.stderr)
+    print(f"report: {', '.join(str(out / name) for name in REPORT_FILES)}", file=sys.stderr)
     return 0

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from perceptlab import report
-from perceptlab._files import atomic_write_text
+from perceptlab._files import atomic_write_text, check_output_file
+from perceptlab.cli._jobs import add_keep_going, raise_if_failed, run_each
 from perceptlab.io import ImageError, pair_by_stem
 from perceptlab.metrics.registry import get_metric, list_metrics
-from perceptlab.score import DEFAULT_METRICS, score_pairs, summarize
+from perceptlab.score import DEFAULT_METRICS, score_pair, summarize
 
 
 def add_parser(subparsers) -> None:
@@ -29,8 +30,10 @@ def add_parser(subparsers) -> None:
         help=f"comma-separated metric names (default: {','.join(DEFAULT_METRICS)})",
     )  # fmt: skip
     p.add_argument("--format", choices=tuple(report.FORMATS), default="table", help="output format (default: table)")
-    p.add_argument("--output", "-o", type=Path, help="write the result to this file instead of standard output")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE",
+                   help="write the result to this file instead of standard output (checked before scoring)")  # fmt: skip
     p.add_argument("--resize", action="store_true", help="resize a distorted image whose size differs (bicubic)")
+    add_keep_going(p, "pair")
     p.set_defaults(run=run)
 
 
@@ -55,10 +58,21 @@ def run(args: argparse.Namespace) -> int:
     for name in metrics:
         get_metric(name)
     pairs, unmatched = _pairs(args.reference, args.distorted)
+    if args.output:
+        check_output_file(args.output)
     for side, files in unmatched.items():
         if files:
             print(f"perceptlab: {len(files)} {side} file(s) without partner: {', '.join(files)}", file=sys.stderr)
-    rows = score_pairs(pairs, metrics, resize=args.resize, progress=len(pairs) > 1)
+    rows: list[dict] = []
+    failed = run_each(pairs, lambda pair: rows.append(score_pair(*pair, metrics, resize=args.resize)),
+                      args.keep_going, name=lambda pair: str(pair[1]), what="pairs", progress="scoring")  # fmt: skip
+    if rows:  # with --keep-going, the pairs that were scored; the failures set the exit status
+        _write(args, rows, metrics, unmatched)
+    raise_if_failed(failed, len(pairs), "pairs")
+    return 0
+
+
+def _write(args: argparse.Namespace, rows: list[dict], metrics: list[str], unmatched: dict) -> None:
     mean = summarize(rows, metrics)
     if args.format == "json":
         text = report.to_json(rows, mean, metrics, unmatched)
@@ -68,4 +82,3 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, text)
     else:
         sys.stdout.write(text)
-    return 0

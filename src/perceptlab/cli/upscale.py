@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from perceptlab.io import IMAGE_SUFFIXES, ImageError, list_images, read_image, save_image
+from perceptlab.cli._jobs import add_keep_going, image_jobs, raise_if_failed, run_each
+from perceptlab.io import is_grayscale, read_image, save_image
 from perceptlab.ops.color import match_histograms
 from perceptlab.sr.models import DEFAULT_SR_MODEL, load_sr_model
 from perceptlab.sr.upscale import upscale_tiled
+
+# The factor of --model bicubic when --scale is not given.
+BICUBIC_SCALE = 4
 
 
 def add_parser(subparsers) -> None:
@@ -20,54 +24,52 @@ def add_parser(subparsers) -> None:
         "upscale",
         help="upscale images with a super-resolution model",
         description=(
-            "Upscale image files or folders of images. With one input file, OUT may be a file name; "
-            "otherwise OUT is a folder and each result is OUT/<stem>.png."
+            "Upscale image files or folders of images. With one input file, OUT may be a file name with an image "
+            "suffix; otherwise OUT is a folder and each result is OUT/<stem>.png. A grayscale input gives a "
+            "grayscale output; 16-bit inputs give 8-bit outputs; transparency is composited on white and not kept. "
+            "Every output is checked before any work and written whole or not at all."
         ),
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image file or folder")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output file or folder")
     p.add_argument("--model", default=DEFAULT_SR_MODEL, help=f"model name or file (default: {DEFAULT_SR_MODEL})")
-    p.add_argument("--scale", type=int, default=4, help="scale, for --model bicubic (default 4)")
+    p.add_argument("--scale", type=int, default=None,
+                   help=f"upscaling factor, for --model bicubic (default {BICUBIC_SCALE}); a trained model has its "
+                        "own factor, and asking it for another is an error")  # fmt: skip
     p.add_argument("--tile", type=int, default=64, help="tile side in input pixels (default 64)")
     p.add_argument("--overlap", type=int, default=None,
                    help="context around each tile in input pixels (default: the model's receptive field)")  # fmt: skip
     p.add_argument("--match-colors", action="store_true", help="match the output's colour histograms to the input's")
+    add_keep_going(p)
     p.set_defaults(run=run)
 
 
-def _jobs(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
-    files: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
-            found = list_images(path)
-            if not found:
-                raise ImageError(path, "folder holds no image files")
-            files += found
-        elif path.exists():
-            files.append(path)
-        else:
-            raise ImageError(path, "no such file or folder")
-    if len(files) == 1 and not inputs[0].is_dir() and output.suffix.lower() in IMAGE_SUFFIXES:
-        return [(files[0], output)]
-    if output.suffix.lower() in IMAGE_SUFFIXES:
-        raise ImageError(output, "several inputs need an output folder, not a file name")
-    return [(f, output / f"{f.stem}.png") for f in files]
-
-
 def run(args: argparse.Namespace) -> int:
-    jobs = _jobs(args.inputs, args.output)
-    for _, target in jobs:
-        if target.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ImageError(target, f"unknown image suffix, expected one of {', '.join(IMAGE_SUFFIXES)}")
-    net = load_sr_model(args.model, scale=args.scale)
+    if args.tile < 1 or (args.overlap is not None and args.overlap < 0):
+        raise ValueError(f"--tile must be at least 1 and --overlap at least 0, got {args.tile} and {args.overlap}")
+    if args.scale is not None and args.scale < 1:
+        raise ValueError(f"--scale must be a positive integer, got {args.scale}")
+    jobs = image_jobs(args.inputs, args.output)
+    net = load_sr_model(args.model, scale=args.scale or BICUBIC_SCALE)
     scale = int(net.scale)
-    for source, target in jobs:
+    if args.scale is not None and args.scale != scale:
+        raise ValueError(f"--scale {args.scale}: model {args.model} upscales x{scale} only "
+                         "(--scale chooses the factor of --model bicubic)")  # fmt: skip
+    overlap = args.overlap if args.overlap is not None else net.tile_context
+
+    def upscale(job: tuple[Path, Path]) -> None:
+        source, target = job
         lr = read_image(source)
-        overlap = args.overlap if args.overlap is not None else net.tile_context
         out = upscale_tiled(net, lr, scale, tile=args.tile, overlap=overlap, progress=True)
         if args.match_colors:
             reference = (lr[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
             out = match_histograms(out, reference)
-        save_image(Image.fromarray(out), target)
+        image = Image.fromarray(out)
+        if is_grayscale(source):  # the network saw three equal channels; its output is gray up to float error
+            image = image.convert("L")
+        save_image(image, target)
         print(f"{source} -> {target} ({out.shape[1]}x{out.shape[0]})", file=sys.stderr)
+
+    failed = run_each(jobs, upscale, args.keep_going, name=lambda job: str(job[0]))
+    raise_if_failed(failed, len(jobs))
     return 0
