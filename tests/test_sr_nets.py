@@ -29,7 +29,7 @@ def n_parameters(net: nn.Module) -> int:
 
 
 def test_registry_lists_every_network():
-    assert list_sr_nets() == ["bicubic", "srcnn", "johnson", "srresnet"]
+    assert list_sr_nets() == ["bicubic", "srcnn", "johnson", "srresnet", "perceptsr"]
     for name, info in SR_NETS.items():
         assert info.name == name and info.description and info.reference
 

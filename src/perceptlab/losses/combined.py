@@ -83,6 +83,14 @@ def _adversarial(arg: str | None, discriminator: nn.Module | None = None, **_) -
     return AdversarialLoss(discriminator, kind=kind)
 
 
+def _lr(arg: str | None, scale: int | None = None, **_) -> nn.Module:
+    from perceptlab.losses.consistency import LRConsistencyLoss
+
+    if scale is None:
+        raise ValueError("the lr consistency term needs the SR scale (scale=...; train sr passes it)")
+    return LRConsistencyLoss(scale, kind=_choose("lr", {"mse": "mse", "l1": "l1"}, arg or "mse"))
+
+
 def _choose(term: str, options: dict, arg: str):
     if arg not in options:
         raise ValueError(f"{term} loss: unknown option {arg!r}; choose from {', '.join(options)}")
@@ -99,6 +107,7 @@ LOSS_TERMS: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "dists": (_dists, "dists: DISTS distance"),
     "ssim": (_ssim, "ssim: 1 - SSIM"),
     "ms_ssim": (_ms_ssim, "ms_ssim: 1 - MS-SSIM"),
+    "lr": (_lr, "lr:mse|l1 the output shrunk by the SR scale against the input (LR consistency, default mse)"),
     "adversarial": (_adversarial, "adversarial:nonsaturating|lsgan|hinge|ragan generator loss (needs a discriminator)"),
 }
 
@@ -126,7 +135,8 @@ def build_loss(spec: str, **options) -> nn.Module:
 
     Args:
         spec: ``"TERM[:ARG]"``, see :data:`LOSS_TERMS`.
-        options: ``vgg_weights``, ``channels_last``, ``vgg_precision``, ``discriminator`` where the term uses them.
+        options: ``vgg_weights``, ``channels_last``, ``vgg_precision``, ``discriminator``, ``scale`` where the
+            term uses them.
     """
     term, arg, _ = parse_spec(spec)
     return LOSS_TERMS[term][0](arg, **options)

@@ -551,6 +551,135 @@ class SRResNet(_SRNet):
         return head, self.tail, 3
 
 
+class _PlainResidualBlock(nn.Module):
+    """x + conv3x3(relu(conv3x3(x))): no batch norm (EDSR), so training and inference compute the same thing."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def icnr_(weight: torch.Tensor, factor: int) -> torch.Tensor:
+    """Initialise a convolution that feeds ``pixel_shuffle(factor)`` so its output is a nearest-neighbour upsampling.
+
+    He-normal kernels are drawn for ``out / factor**2`` channels and each is
+    repeated for the ``factor**2`` sub-pixel positions it feeds, so every
+    position of an output block starts with the same filter: no checkerboard at
+    initialisation (Aitken et al. 2017, "Checkerboard artifact free sub-pixel
+    convolution", ICNR).
+    """
+    out_channels = weight.shape[0]
+    if out_channels % factor**2:
+        raise ValueError(f"{out_channels} output channels do not split into {factor}x{factor} sub-pixel positions")
+    base = torch.empty(out_channels // factor**2, *weight.shape[1:])
+    nn.init.kaiming_normal_(base, nonlinearity="relu")
+    with torch.no_grad():
+        weight.copy_(base.repeat_interleave(factor**2, dim=0))
+    return weight
+
+
+@register_sr_net(
+    "perceptsr",
+    scales=(2, 4, 8),
+    description="perceptlab's SR net: residual blocks at input resolution, ICNR sub-pixel upsampling, "
+    "bicubic skip (no transposed convolutions)",
+    reference="Shi et al. 2016 (sub-pixel convolution); Aitken et al. 2017 (ICNR); Lim et al. 2017 (EDSR blocks); "
+    "Kim et al. 2016 (VDSR, global residual)",
+)
+class PerceptSRNet(_SRNet):
+    """A fast SR network whose output is bicubic plus a learned residual, upsampled without a grid.
+
+    For ``scale = 4`` (``log2(scale)`` sub-pixel stages in general)::
+
+        lr ----------------------------------------------------+  3 x  h x  w
+        conv 3x3                            64 x  h x  w --+   |
+        8 x residual block (no BN)          64 x  h x  w   |   |
+            [conv 3x3, relu, conv 3x3] + identity          |   |
+        conv 3x3, + long skip               64 x  h x  w <-+   |
+        conv 3x3 to 128, pixel shuffle 2, relu   32 x 2h x 2w  |
+        conv 3x3 to 128, pixel shuffle 2, relu   32 x 4h x 4w  |
+        conv 3x3                             3 x 4h x 4w       |
+        + bicubic x4 of lr                   3 x 4h x 4w  <----+  -> sr (not clamped)
+
+    Why this shape (docs/experiments/sr_default.md): the Johnson net's
+    transposed convolutions leave a pattern repeating every 4 output pixels
+    and its tanh output drifts in colour. Here the colours come from the
+    bicubic image, the network adds detail only; the sub-pixel convolutions
+    start as a nearest-neighbour upsampling (:func:`icnr_`), the last
+    convolution starts 1000 times smaller than He and every residual branch 10 times, so the network starts
+    as bicubic. Most of the work runs at input resolution: about 54 000
+    multiply-adds per output pixel at x4, two thirds of the Johnson net's.
+
+    Args:
+        scale: 2, 4 or 8.
+        channels: width at input resolution.
+        n_blocks: residual blocks.
+        up_channels: width of the upsampling stages.
+
+    Shape:
+        input: (N, 3, h, w) in [0, 1]; output: (N, 3, scale h, scale w).
+
+    Example:
+        >>> PerceptSRNet(scale=4)(torch.rand(1, 3, 24, 24)).shape
+        torch.Size([1, 3, 96, 96])
+    """
+
+    def __init__(self, scale: int = 4, channels: int = 64, n_blocks: int = 8, up_channels: int = 32):
+        super().__init__(scale)
+        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.trunk = nn.Sequential(*(_PlainResidualBlock(channels) for _ in range(n_blocks)),
+                                   nn.Conv2d(channels, channels, 3, padding=1))  # fmt: skip
+        upsampling: list[nn.Module] = []
+        width = channels
+        for _ in range(_n_doublings(scale)):
+            upsampling += [nn.Conv2d(width, 4 * up_channels, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(inplace=True)]
+            width = up_channels
+        self.tail = nn.Sequential(*upsampling, nn.Conv2d(width, 3, 3, padding=1))
+        # The tail reaches 2 input pixels: the bicubic skip, and its convolutions (1 pixel at the
+        # input's resolution, half a pixel at 2x, a quarter at 4x...). The head reaches one pixel
+        # per convolution (head conv, 2 per block, trunk conv); the features the tail reads need
+        # that much context beyond theirs (tests check both are enough and that one less is not).
+        self._tail_context = 2
+        self.tile_context = (1 + 2 * n_blocks + 1) + self._tail_context
+        _init_weights(self)
+        with torch.no_grad():
+            for layer in self.tail:
+                if isinstance(layer, nn.Conv2d) and layer.out_channels == 4 * up_channels:
+                    icnr_(layer.weight, 2)
+            for block in self.trunk[:-1]:
+                block.body[-1].weight.mul_(0.1)
+            self.tail[-1].weight.mul_(1e-3)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        check_image(lr, "lr", channels=3)
+        features = self.head(lr)
+        return self.tail(features + self.trunk(features)) + imresize(lr, scale=self.scale)
+
+    def tiling_stages(self):
+        """(head, tail, tail context) for two-level tiling (:mod:`perceptlab.sr.upscale`).
+
+        The head returns the trunk's features with the input appended as three
+        more channels, so that the tail can add the bicubic enlargement of its
+        own piece of the input.
+        """
+
+        def head(lr: torch.Tensor) -> torch.Tensor:
+            features = self.head(lr)
+            return torch.cat([features + self.trunk(features), lr], 1)
+
+        def tail(z: torch.Tensor) -> torch.Tensor:
+            return self.tail(z[:, :-3]) + imresize(z[:, -3:], scale=self.scale)
+
+        return head, tail, self._tail_context
+
+
 # (out channels, stride) of the conv-BN-LeakyReLU blocks after the first convolution.
 _SRGAN_D_BLOCKS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2))
 

@@ -19,12 +19,23 @@ from PIL import Image, ImageDraw
 
 from perceptlab._files import atomic_write_text
 
-SR_METRICS = ("psnr_y", "ssim_y", "lpips", "dists")
+SR_METRICS = ("psnr_y", "ssim_y", "lpips", "dists", "grid", "lr_psnr", "color_shift")
+# Better when lower; the others are better when higher.
+LOWER_IS_BETTER = frozenset({"lpips", "dists", "grid", "color_shift"})
 PROTOCOL = (
     "inputs: the benchmark's MATLAB-bicubic LR images; outputs clamped to [0, 1] and rounded to 8 bits; "
     "PSNR-Y / SSIM-Y: BT.601 luma (MATLAB rgb2ycbcr) rounded to 8 bits, `scale` border pixels shaved, "
-    "grayscale references compared on raw intensity; LPIPS (AlexNet, v0.1) and DISTS on whole RGB images"
+    "grayscale references compared on raw intensity; LPIPS (AlexNet, v0.1) and DISTS on whole RGB images; "
+    "grid: RMS of the 4x4 phase means of the luma minus its 9x9 box mean, over that high-pass's RMS "
+    "(period 4, or the scale above 4); lr_psnr: the output shrunk by the scale (MATLAB bicubic, antialiased) "
+    "against the LR input, RGB PSNR in dB; color_shift: largest per-channel difference of image means to "
+    "the HR image, in 8-bit levels (perceptlab.metrics.fidelity)"
 )
+
+
+def grid_period(scale: int) -> int:
+    """The period of the grid measure for an SR factor: 4 (which also catches period 2), or the scale above 4."""
+    return max(4, scale)
 
 
 @torch.no_grad()
@@ -37,11 +48,19 @@ def evaluate_sr(
 ) -> tuple[list[dict], dict, list[torch.Tensor]]:
     """Run ``model`` on every LR image of the benchmark at ``root`` and score it.
 
+    Besides the published protocol's PSNR-Y, SSIM-Y, LPIPS and DISTS, three
+    plain measures of defects those miss (:mod:`perceptlab.metrics.fidelity`):
+    ``grid`` (a pattern fixed to the output grid), ``lr_psnr`` (does the output
+    shrink back to its input) and ``color_shift`` (a colour cast). Summarise
+    them by the median over images (:func:`summary`): one failed image
+    should not hide or dominate.
+
     Returns:
         ``(rows, mean, outputs)``: one dict per image (``name`` and each metric),
         the mean of each metric, and the clamped outputs (for pictures).
     """
     from perceptlab.metrics import dists, lpips
+    from perceptlab.metrics.fidelity import color_shift, grid_score, lr_psnr
     from perceptlab.sr.protocol import load_benchmark, sr_metrics
 
     items = load_benchmark(root, scale)
@@ -59,6 +78,12 @@ def evaluate_sr(
             row["lpips"] = float(lpips(sr, item.hr))
         if "dists" in metrics:
             row["dists"] = float(dists(sr, item.hr))
+        if "grid" in metrics:
+            row["grid"] = float(grid_score(sr, period=grid_period(scale)))
+        if "lr_psnr" in metrics:
+            row["lr_psnr"] = float(lr_psnr(sr, item.lr, scale))
+        if "color_shift" in metrics:
+            row["color_shift"] = float(color_shift(sr, item.hr))
         rows.append({k: v for k, v in row.items() if k == "name" or k in metrics})
         outputs.append(sr)
     mean = {m: math.fsum(r[m] for r in rows) / len(rows) for m in metrics}
@@ -67,11 +92,12 @@ def evaluate_sr(
 
 def evaluate_benchmarks(model: Callable[[torch.Tensor], torch.Tensor], roots: Sequence[str | Path], scale: int,
                         progress: bool = False) -> dict[str, dict]:  # fmt: skip
-    """:func:`evaluate_sr` on several benchmarks: ``{folder name: {"mean": ..., "images": rows}}``."""
+    """:func:`evaluate_sr` on several benchmarks: ``{folder name: {"mean", "median", "worst", "images"}}``."""
     results = {}
     for root in roots:
         rows, mean, _ = evaluate_sr(model, root, scale, progress=progress)
-        results[Path(root).name] = {"mean": mean, "images": rows}
+        stats = summary(rows, SR_METRICS)
+        results[Path(root).name] = {"mean": mean, "median": stats["median"], "worst": stats["worst"], "images": rows}
     return results
 
 
@@ -98,20 +124,40 @@ def evaluate_run(folder: str | Path, roots: Sequence[str | Path], scale: int, ex
     if wrong:
         raise ValueError(f"{folder} was trained with other settings: " +
                          ", ".join(f"{k} = {got!r}, expected {want!r}" for k, (got, want) in wrong.items()))  # fmt: skip
+    benchmarks = None
     if cache.is_file() and cache.stat().st_mtime > weights.stat().st_mtime:
         benchmarks = json.loads(cache.read_text())["benchmarks"]
-    else:
+        # Scores cached before a metric was added are computed again.
+        if any(set(SR_METRICS) - set(b.get("median", {})) for b in benchmarks.values()):
+            benchmarks = None
+    if benchmarks is None:
         benchmarks = evaluate_benchmarks(load_sr_model(str(weights)), roots, scale, progress=progress)
         atomic_write_text(cache, json.dumps({"benchmarks": benchmarks}, indent=2) + "\n")
     return {"benchmarks": benchmarks, "steps": int(meta["steps"]), "train_seconds": float(meta["train_seconds"]),
             "config": config}  # fmt: skip
 
 
+def summary(rows: Sequence[dict], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
+    """``{"mean": ..., "median": ..., "worst": ...}`` of each metric over the rows (worst: max or min by direction)."""
+    import statistics
+
+    out: dict[str, dict[str, float]] = {"mean": {}, "median": {}, "worst": {}}
+    for m in metrics:
+        values = [r[m] for r in rows]
+        out["mean"][m] = math.fsum(values) / len(values)
+        out["median"][m] = statistics.median(values)
+        out["worst"][m] = max(values) if m in LOWER_IS_BETTER else min(values)
+    return out
+
+
 def markdown_table(rows: Sequence[dict], mean: dict, metrics: Sequence[str]) -> str:
-    """Per-image rows and a mean row as a markdown table."""
+    """Per-image rows, then mean, median and worst rows, as a markdown table."""
     lines = ["| image | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
     lines += [f"| {r['name']} | " + " | ".join(f"{r[m]:.4f}" for m in metrics) + " |" for r in rows]
-    lines.append("| **mean** | " + " | ".join(f"**{mean[m]:.4f}**" for m in metrics) + " |")
+    stats = summary(rows, metrics)
+    stats["mean"] = {m: mean[m] for m in metrics}
+    for label, values in stats.items():
+        lines.append(f"| **{label}** | " + " | ".join(f"**{values[m]:.4f}**" for m in metrics) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -119,7 +165,9 @@ def write_report(out_dir: str | Path, title: str, rows: Sequence[dict], mean: di
                  info: dict) -> None:  # fmt: skip
     """``results.md`` and ``results.json`` (same numbers, fixed schema) in ``out_dir``."""
     out_dir = Path(out_dir)
-    doc = {**info, "protocol": PROTOCOL, "metrics": list(metrics), "images": list(rows), "mean": mean}
+    stats = summary(rows, metrics)
+    doc = {**info, "protocol": PROTOCOL, "metrics": list(metrics), "images": list(rows), "mean": mean,
+           "median": stats["median"], "worst": stats["worst"]}  # fmt: skip
     atomic_write_text(out_dir / "results.json", json.dumps(doc, indent=2) + "\n")
     text = f"# {title}\n\n" + "".join(f"- {k}: {v}\n" for k, v in info.items())
     text += f"- protocol: {PROTOCOL}\n\n" + markdown_table(rows, mean, metrics)

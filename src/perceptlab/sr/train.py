@@ -129,7 +129,7 @@ def _build(config: SRTrainConfig):
     if any(parse_spec(s)[0] == "adversarial" for s in config.losses):
         discriminator = _build_discriminator(config.discriminator)
     loss = CombinedLoss.from_specs(config.losses, vgg_weights=config.vgg_weights, vgg_precision=config.vgg_precision,
-                                   discriminator=discriminator)  # fmt: skip
+                                   discriminator=discriminator, scale=config.scale)  # fmt: skip
     uses_bf16 = any(getattr(getattr(m, "net", None), "precision", None) == "bf16" for m in loss.terms.values())
     if uses_bf16 and not native_bf16():
         warnings.warn("vgg_precision 'bf16': this CPU cannot run bfloat16 convolutions in oneDNN (that needs AVX-512), "

@@ -1,0 +1,79 @@
+"""The plain fidelity measures (grid, colour shift, LR-PSNR) and the LR-consistency loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import load_rgb, shared_dir
+from perceptlab.losses.combined import build_loss
+from perceptlab.losses.consistency import LRConsistencyLoss, lr_consistency_loss
+from perceptlab.metrics.fidelity import color_shift, grid_score, lr_psnr
+from perceptlab.ops.resize import imresize
+
+
+def _photo() -> torch.Tensor:
+    return load_rgb(shared_dir("Set14") / "image_SRF_4" / "img_005_SRF_4_HR.png")
+
+
+def test_grid_score_is_low_on_a_photo_and_high_with_a_period_4_pattern():
+    photo = _photo()
+    assert float(grid_score(photo)) < 0.03
+    # A faint fixed pattern of period 4, 2 % of the range: invisible to LPIPS-scale metrics, plain here.
+    pattern = torch.tensor([[0.0, 1.0, 0.0, -1.0], [1.0, 0.0, -1.0, 0.0], [0.0, -1.0, 0.0, 1.0], [-1.0, 0.0, 1.0, 0.0]])
+    h, w = photo.shape[-2:]
+    tiled = pattern.repeat(h // 4 + 1, w // 4 + 1)[:h, :w]
+    assert float(grid_score((photo + 0.02 * tiled).clamp(0, 1))) > 5 * float(grid_score(photo))
+    # Period 2 shows at period 4 too; a shift of the pattern does not hide it.
+    stripes = (torch.arange(w) % 2).float().expand(h, w) - 0.5
+    assert float(grid_score((photo + 0.02 * stripes).clamp(0, 1))) > 5 * float(grid_score(photo))
+    assert float(grid_score((photo + 0.02 * tiled.roll(1, 1)).clamp(0, 1))) > 5 * float(grid_score(photo))
+
+
+def test_grid_score_flat_image_shape_and_bad_arguments():
+    assert torch.equal(grid_score(torch.full((2, 3, 32, 32), 0.5)), torch.zeros(2, dtype=torch.float64))
+    assert grid_score(torch.rand(3, 1, 20, 24)).shape == (3,)
+    with pytest.raises(ValueError, match="too small"):
+        grid_score(torch.rand(1, 3, 9, 9))
+    with pytest.raises(ValueError, match="odd"):
+        grid_score(torch.rand(1, 3, 32, 32), window=8)
+    with pytest.raises(ValueError, match="period"):
+        grid_score(torch.rand(1, 3, 32, 32), period=1)
+
+
+def test_color_shift_in_8_bit_levels():
+    x = torch.rand(2, 3, 16, 16) * 0.5 + 0.25
+    shifted = x.clone()
+    shifted[1, 2] += 3 / 255
+    assert torch.allclose(color_shift(shifted, x), torch.tensor([0.0, 3.0], dtype=torch.float64), atol=1e-6)
+
+
+def test_lr_psnr_is_high_for_bicubic_and_falls_with_a_cast():
+    hr = _photo()
+    hr = hr[..., : hr.shape[-2] // 4 * 4, : hr.shape[-1] // 4 * 4]
+    lr = imresize(hr, scale=0.25).clamp(0, 1)
+    bicubic = imresize(lr, scale=4).clamp(0, 1)
+    faithful = float(lr_psnr(bicubic, lr, 4))
+    assert 30 < faithful < 60
+    assert float(lr_psnr(hr, lr, 4)) > 50  # the HR image shrinks back to its input (float32 rounding apart)
+    assert float(lr_psnr((bicubic + 0.05).clamp(0, 1), lr, 4)) < faithful - 5
+    with pytest.raises(ValueError, match="enlarged 2 times"):
+        lr_psnr(bicubic, lr, 2)
+
+
+def test_lr_consistency_loss_ignores_detail_the_input_cannot_see_and_sees_a_cast():
+    hr = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    assert float(lr_consistency_loss(hr, hr, 4)) == 0.0
+    # A period-4 pattern that averages out at the input's scale costs little; a brightness shift costs its square.
+    stripes = ((torch.arange(32) % 2).double() - 0.5).expand(32, 32) * 0.1
+    detail = float(lr_consistency_loss(hr + stripes, hr, 4))
+    cast = float(lr_consistency_loss(hr + 0.05, hr, 4))
+    assert cast == pytest.approx(0.05**2, rel=1e-6) and detail < cast / 10
+    pred = hr.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p: lr_consistency_loss(p, hr[:, :, :16, :16], 4), (pred[:, :, :16, :16],))
+    assert float(LRConsistencyLoss(4, kind="l1")(hr + 0.05, hr)) == pytest.approx(0.05, rel=1e-6)
+    assert isinstance(build_loss("lr:l1", scale=4), LRConsistencyLoss)
+    with pytest.raises(ValueError, match="needs the SR scale"):
+        build_loss("lr")
+    with pytest.raises(ValueError, match="multiple of the scale"):
+        lr_consistency_loss(torch.rand(1, 3, 18, 16), torch.rand(1, 3, 18, 16), 4)
