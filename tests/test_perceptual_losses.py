@@ -130,3 +130,17 @@ def test_channels_last_and_default_layout_give_the_same_loss_and_gradient():
         loss(pred, target).backward()
         grads.append(pred.grad)
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_feature_spec_weights_each_layer():
+    from perceptlab.losses.perceptual import FeatureLoss
+
+    loss = build_loss("feature:relu1_2,relu2_2=4", vgg_weights=None)
+    assert loss.layer_weights == {"relu1_2": 1.0, "relu2_2": 4.0}
+    one, two = FeatureLoss("relu1_2", weights=None), FeatureLoss("relu2_2", weights=None)
+    one.load_state_dict(loss.state_dict(), strict=False)
+    two.load_state_dict(loss.state_dict(), strict=False)
+    pred, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    assert torch.allclose(loss(pred, target), one(pred, target) + 4 * two(pred, target), rtol=1e-5)
+    with pytest.raises(ValueError, match="layer weight must be a number"):
+        build_loss("feature:relu2_2=x", vgg_weights=None)

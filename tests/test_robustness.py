@@ -293,10 +293,12 @@ def _wait_for(condition, timeout=120.0, proc: subprocess.Popen | None = None) ->
         time.sleep(0.05)
 
 
-def _train_argv(files, out: Path, steps: int) -> list:
-    return ["train", "sr", "--net", "srcnn", "--scale", "2", "--loss", "pixel:mse", "--data", files["folder"],
-            "--hr-crop", "16", "--batch-size", "2", "--steps", steps, "--ckpt-every", "100000", "--log-every", "1",
-            "--threads", "1", "--out", out, "--no-progress"]  # fmt: skip
+def _train_argv(files, out: Path, steps: int, task: str = "sr") -> list:
+    common = ["--data", files["folder"], "--batch-size", "2", "--steps", steps, "--ckpt-every", "100000",
+              "--log-every", "1", "--threads", "1", "--out", out, "--no-progress"]  # fmt: skip
+    if task == "style":
+        return ["train", "style", "--style", files["b"], "--image-size", "32", *common]
+    return ["train", "sr", "--net", "srcnn", "--scale", "2", "--loss", "pixel:mse", "--hr-crop", "16", *common]
 
 
 def _logged_steps(run: Path) -> list[int]:
@@ -307,12 +309,16 @@ def _logged_steps(run: Path) -> list[int]:
     return [int(line.split(",")[0]) for line in lines if line]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_interrupted_training_saves_its_last_step_and_resumes_from_it(files, tmp_path, sig):
+@pytest.mark.parametrize("task,sig", [("sr", signal.SIGTERM), ("sr", signal.SIGINT), ("style", signal.SIGTERM)])
+def test_interrupted_training_saves_its_last_step_and_resumes_from_it(files, tmp_path, task, sig):
     import torch
 
+    if task == "style":  # in the test's process, so that VGG-16 weights no route can provide make a skip
+        from perceptlab.weights import fetch
+
+        fetch("vgg16")
     run = tmp_path / "run"
-    proc = _cli(*_train_argv(files, run, 100000))
+    proc = _cli(*_train_argv(files, run, 100000, task))
     _wait_for(lambda: len(_logged_steps(run)) >= 3, proc=proc)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
@@ -322,7 +328,7 @@ def test_interrupted_training_saves_its_last_step_and_resumes_from_it(files, tmp
     assert step >= 3 and _logged_steps(run)[-1] == step  # every finished step kept (no periodic checkpoint was due)
     assert not _leftovers(run)
     # Resumed with more steps: says so, records the new budget, goes on from the saved step.
-    proc = _cli(*_train_argv(files, run, step + 2))
+    proc = _cli(*_train_argv(files, run, step + 2, task))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert f"resuming {run} from step {step}" in err
@@ -341,13 +347,19 @@ def test_changed_configuration_names_the_keys_that_differ(files, tmp_path, capsy
     _fails(argv, capsys, "steps")  # fewer steps than done
 
 
-def test_samples_without_validation_and_one_metrics_row_per_step(files, tmp_path):
+@pytest.mark.parametrize("validation", [False, True])
+def test_samples_with_or_without_validation_and_one_metrics_row_per_step(files, tmp_path, validation):
     run = tmp_path / "run"
     argv = _train_argv(files, run, 4) + ["--val-every", "2"]
+    if validation:
+        argv += ["--val-data", shared_dir("Set5")]
     assert main([str(a) for a in argv]) == 0
-    assert sorted(p.name for p in (run / "samples").iterdir())
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
+    lines = (run / "metrics.csv").read_text().splitlines()
     steps = _logged_steps(run)
     assert steps == sorted(set(steps)) == [1, 2, 3, 4]
+    if validation:  # validation scores join the step's row
+        assert "val_psnr_y" in lines[0] and lines[2].split(",")[-1] != "" and lines[1].split(",")[-1] == ""
 
 
 def test_interrupted_folder_run_keeps_whole_outputs_only(files, tmp_path):

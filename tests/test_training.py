@@ -65,6 +65,17 @@ def test_run_dir_refuses_another_configuration_but_allows_more_steps(tmp_path):
         prepare_run_dir(out, {"lr": 0.2, "steps": 20})
 
 
+def test_run_dir_allows_machine_settings_to_change_and_says_so(tmp_path, capsys):
+    config = {"lr": 0.1, "steps": 10, "threads": 1, "vgg_precision": "bf16"}
+    out, _ = prepare_run_dir(tmp_path / "run", config)
+    save_checkpoint(out / "checkpoint.pt", {"config": config, "step": 5})
+    _, resumed = prepare_run_dir(out, config | {"vgg_precision": "fp32", "threads": 2})
+    assert resumed["step"] == 5
+    err = capsys.readouterr().err
+    assert "machine settings changed" in err and "'bf16' in the run, 'fp32' now" in err and "lr" not in err.split("(")[1]
+    assert 'vgg_precision = "fp32"' in (out / "config.toml").read_text()
+
+
 def test_rng_state_restores_both_streams():
     gen = seed_everything(5)
     state = rng_state(gen)

@@ -118,8 +118,9 @@ def prepare_run_dir(
     is refused, naming the keys that differ, rather than silently mixing two
     experiments. A key that the saved configuration lacks (an option added to
     the trainer since) counts as its value in ``defaults``, the configuration
-    class's defaults. Only ``steps`` may change, and only upwards from the
-    checkpoint's step; ``config.toml`` then records the new budget.
+    class's defaults. Only ``steps`` (upwards from the checkpoint's step) and
+    the machine settings :data:`MACHINE_KEYS` may change; ``config.toml`` then
+    records the new values.
 
     Raises:
         OutputError: ``out`` cannot be created or written (checked before any training).
@@ -144,14 +145,23 @@ def prepare_run_dir(
         if steps is not None and steps < step:
             raise ValueError(f"{out} is at step {step}, past the {steps} steps asked for: ask for at least {step}")
         print(f"perceptlab: resuming {out} from step {step}", file=sys.stderr)
+        changed = _differences(before, config, ignore=tuple(k for k in config if k not in MACHINE_KEYS))
+        if changed:
+            print(f"perceptlab: machine settings changed ({changed})", file=sys.stderr)
     atomic_write_text(saved, to_toml(config))  # a raised step budget is recorded too
     return out, state
 
 
-def _differences(before: Mapping, now: Mapping) -> str:
-    """``"lr: 0.1 in the run, 0.2 now; ..."`` for every key but ``steps`` (the budget may grow between sessions)."""
+# Keys a resumed run may change: the step budget, and settings of the machine rather than of the
+# experiment (CPU threads; the loss network's precision, bf16 being fast only on CPUs with bf16 units and
+# shown to train the same model, docs/experiments/bf16_loss.md). config.toml records the new values.
+MACHINE_KEYS = ("threads", "vgg_precision")
+
+
+def _differences(before: Mapping, now: Mapping, ignore: tuple[str, ...] = ("steps", *MACHINE_KEYS)) -> str:
+    """``"lr: 0.1 in the run, 0.2 now; ..."`` for every key but those in ``ignore``."""
     before, now = _plain(before), _plain(now)
-    keys = [k for k in {**before, **now} if k != "steps" and before.get(k) != now.get(k)]
+    keys = [k for k in {**before, **now} if k not in ignore and before.get(k) != now.get(k)]
     return "; ".join(f"{k}: {before.get(k)!r} in the run, {now.get(k)!r} now" for k in keys)
 
 

@@ -32,8 +32,20 @@ def _feature(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = 
              **_) -> nn.Module:  # fmt: skip
     from perceptlab.losses.perceptual import FeatureLoss
 
-    layers = arg.split(",") if arg else ["relu2_2"]
-    return FeatureLoss(layers, weights=vgg_weights, channels_last=channels_last, precision=vgg_precision)
+    return FeatureLoss(_layers(arg, "relu2_2"), weights=vgg_weights, channels_last=channels_last,
+                       precision=vgg_precision)  # fmt: skip
+
+
+def _layers(arg: str | None, default: str) -> dict[str, float]:
+    """``"relu2_2,relu5_3=4"`` -> ``{"relu2_2": 1.0, "relu5_3": 4.0}``: layers, each with an optional weight."""
+    layers: dict[str, float] = {}
+    for item in (arg or default).split(","):
+        name, _, weight = item.strip().partition("=")
+        try:
+            layers[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"layer weight must be a number in {item!r}") from None
+    return layers
 
 
 def _style(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = True, vgg_precision: str = "fp32",
@@ -100,7 +112,8 @@ def _choose(term: str, options: dict, arg: str):
 # name -> (builder, one-line help). Explicit, so that `perceptlab` lists exactly what exists.
 LOSS_TERMS: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "pixel": (_pixel, "pixel:l1|mse|charbonnier (default mse)"),
-    "feature": (_feature, "feature:LAYER[,LAYER...] VGG-16 feature reconstruction (default relu2_2)"),
+    "feature": (_feature, "feature:LAYER[=W][,LAYER[=W]...] VGG-16 feature reconstruction, each layer weighted W "
+                          "(default relu2_2, W 1)"),
     "style": (_style, "style:LAYER[,LAYER...] Gram-matrix style loss (default relu1_2,relu2_2,relu3_3,relu4_3)"),
     "tv": (_tv, "tv:l1|l2 total variation (default l2)"),
     "lpips": (_lpips, "lpips:alex|vgg LPIPS distance (default alex)"),
