@@ -60,10 +60,22 @@ def test_resumed_training_equals_uninterrupted_training(photos, tmp_path):
 
 def test_gan_training_alternates_generator_and_discriminator(photos, tmp_path):
     config = _config(photos, net="johnson", losses=["pixel:mse", "adversarial:ragan*0.01"], discriminator="patch",
-                     hr_crop=32, steps=3)  # fmt: skip
-    summary = train_sr(config, tmp_path / "gan", progress=False)
+                     hr_crop=32, steps=3, d_lr=2e-4)  # fmt: skip
+    calls = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):  # which optimizer steps, in order: G and D have different learning rates
+        calls.append("D" if self.param_groups[0]["lr"] == config.d_lr else "G")
+        return step(self, *args, **kwargs)
+
+    torch.optim.Adam.step = spy
+    try:
+        summary = train_sr(config, tmp_path / "gan", progress=False)
+    finally:
+        torch.optim.Adam.step = step
     assert "d_loss" in summary["final"] and "adversarial:ragan" in summary["final"]
     assert "discriminator" in torch.load(tmp_path / "gan" / "checkpoint.pt", weights_only=True)
+    assert calls == ["G", "D"] * config.steps  # one generator step, then one discriminator step, every step
 
 
 def test_bad_configurations_are_refused(photos, tmp_path):

@@ -1,9 +1,11 @@
-"""Run folders: config TOML, atomic checkpoints, metrics CSV that survives resuming."""
+"""Run folders: config TOML, atomic checkpoints, metrics CSV that survives resuming; the shared training loop."""
 
 from __future__ import annotations
 
 import csv
+import json
 import tomllib
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +153,47 @@ def test_a_run_saved_before_an_option_existed_resumes_when_the_option_keeps_its_
     assert resumed["step"] == 5
     with pytest.raises(ValueError, match="another configuration"):
         prepare_run_dir(out, {"lr": 0.1, "steps": 20, "precision": "bf16"}, defaults)
+
+
+def _curve_runs(tmp_path):
+    """The runs behind tests/data/train_curves.json, built the same way (same photos, same configurations)."""
+    import numpy as np
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        image = Image.fromarray((rng.random((9, 9, 3)) * 255).astype(np.uint8)).resize((48, 40), Image.BICUBIC)
+        image.save(photos / f"p{i}.png")
+    style = tmp_path / "style.png"
+    Image.fromarray((rng.random((9, 9, 3)) * 255).astype(np.uint8)).resize((40, 36), Image.BICUBIC).save(style)
+    sr = dict(net="srcnn", scale=2, losses=["pixel:mse"], data=[str(photos)], steps=6, batch_size=2, hr_crop=16,
+              lr=1e-3, ckpt_every=2, log_every=1, threads=1)  # fmt: skip
+    gan = sr | dict(net="johnson", losses=["pixel:mse", "adversarial:ragan*0.01"], discriminator="patch", hr_crop=32,
+                    steps=4)  # fmt: skip
+    style_run = dict(style=str(style), data=[str(photos)], steps=4, batch_size=2, image_size=32, ckpt_every=2,
+                     log_every=1, sample_every=2, threads=1)  # fmt: skip
+    return {"sr": ("sr", sr), "sr_gan": ("sr", gan), "style": ("style", style_run)}
+
+
+@pytest.mark.parametrize("name", ["sr", "sr_gan", "style"])
+def test_trainers_on_the_shared_loop_follow_the_curves_recorded_before_it(tmp_path, name):
+    # Seed for seed: the same batches, steps and loss parts as the per-task loops gave (to float noise
+    # between CPUs, far below what a changed random stream or step order gives), resumed half way.
+    from perceptlab.sr.train import SRTrainConfig, train_sr
+    from perceptlab.style.train import StyleTrainConfig, train_style
+
+    task, values = _curve_runs(tmp_path)[name]
+    expected = json.loads((Path(__file__).parent / "data" / "train_curves.json").read_text())[name]
+    cls, train = (SRTrainConfig, train_sr) if task == "sr" else (StyleTrainConfig, train_style)
+    run = tmp_path / "run"
+    train(cls(**values | {"steps": values["steps"] // 2}), run, progress=False)
+    train(cls(**values), run, progress=False)
+    with open(run / "metrics.csv") as handle:
+        rows = [{k: float(v) for k, v in r.items() if v != "" and k != "seconds"} for r in csv.DictReader(handle)]
+    assert [r["step"] for r in rows] == [r["step"] for r in expected]
+    for got, want in zip(rows, expected):
+        assert set(got) == set(want)
+        for key in want:
+            assert got[key] == pytest.approx(want[key], rel=2e-3, abs=1e-6), (got["step"], key)

@@ -324,3 +324,108 @@ def resolve_model_file(spec: str, shipped: Mapping[str, Path], what: str) -> Pat
         return path
     known = ", ".join(shipped) or "none installed"
     raise ValueError(f"unknown {what} model {spec!r}: not a shipped model ({known}), nor a file or run folder")
+
+
+def train_loop(
+    out: str | os.PathLike,
+    config: Mapping,
+    step_fn: Callable[[], Mapping[str, torch.Tensor | float]],
+    state: Mapping[str, object],
+    generator: torch.Generator,
+    resumed: Mapping | None,
+    *,
+    steps: int,
+    log_every: int,
+    ckpt_every: int,
+    sample_every: int | None = None,
+    sample: Callable[[Path], Mapping[str, float]] | None = None,
+    extra: Mapping | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> dict:
+    """The loop every trainer runs: resume, step, log, sample, checkpoint, stop cleanly.
+
+    Args:
+        out: the run folder, made by :func:`prepare_run_dir` (which also gave ``resumed``).
+        config: the run's configuration as a plain dict, saved in each checkpoint.
+        step_fn: one optimisation step; returns the loss parts (tensors or floats)
+            for the log and the progress bar. It draws its batches from
+            ``generator``, so that a resumed run continues the same random stream.
+        state: what to checkpoint by name, each with ``state_dict()`` and
+            ``load_state_dict()``: networks and optimizers (``{"net": net,
+            "optimizer": opt}``; keys as the trainers used before this loop, so
+            runs in progress keep resuming). Networks are put in train mode for
+            the steps and eval mode for samples.
+        generator: the random stream of the run, saved and restored.
+        resumed: the checkpoint to resume from, or ``None``.
+        steps, log_every, ckpt_every: budget and intervals, in steps.
+        sample_every, sample: ``sample(path)`` is called every ``sample_every``
+            steps and at the last one, in eval mode without gradients, with
+            ``out/samples/step_NNNNNN.png``; it writes a picture and returns
+            scores for the step's row (validation), or ``{}``.
+        extra: more entries for every checkpoint (a style image's hash, say).
+        desc: the progress bar's label.
+
+    Returns:
+        ``{"steps": int, "seconds": float, "final": {loss parts at the last step}}``;
+        networks are left in eval mode, ready for the trainer's model file.
+
+    Raises:
+        FloatingPointError: a loss part became non-finite.
+        Interrupted: SIGINT or SIGTERM, after a checkpoint of the finished step (:class:`Checkpoints`).
+    """
+    import math
+    import time
+
+    out = Path(out)
+    step, seconds = 0, 0.0
+    if resumed:
+        for key, obj in state.items():
+            obj.load_state_dict(resumed[key])
+        restore_rng(resumed["rng"], generator)
+        step, seconds = int(resumed["step"]), float(resumed["seconds"])
+    log = MetricsLog(out / "metrics.csv", resume_step=step)
+    nets = [obj for obj in state.values() if isinstance(obj, torch.nn.Module)]
+
+    def checkpoint() -> dict:
+        saved = {"config": dict(config), **(extra or {}), "step": step, "seconds": seconds}
+        return saved | {key: obj.state_dict() for key, obj in state.items()} | {"rng": rng_state(generator)}
+
+    def mode(train: bool) -> None:
+        for net in nets:
+            net.train(train)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=step, desc=desc, unit="step")
+    parts: dict[str, float] = {}
+    mode(True)
+    try:
+        with Checkpoints(out / "checkpoint.pt", checkpoint, ckpt_every, steps) as checkpoints:
+            while step < steps:
+                started = time.perf_counter()
+                parts = {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in step_fn().items()}
+                step += 1
+                seconds += time.perf_counter() - started
+                if not all(math.isfinite(v) for v in parts.values()):
+                    raise FloatingPointError(f"loss became non-finite at step {step}: {parts} "
+                                             "(lower the learning rate)")  # fmt: skip
+                row = dict(parts) if step % log_every == 0 or step == steps else {}
+                if sample is not None and sample_every and (step % sample_every == 0 or step == steps):
+                    mode(False)
+                    with torch.no_grad():
+                        row |= sample(out / "samples" / f"step_{step:06d}.png")
+                    mode(True)
+                if row:  # one row per step, validation scores beside the losses
+                    log.append({"step": step, "seconds": round(seconds, 2), **row})
+                checkpoints.step_done(step)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    mode(False)
+    return {"steps": step, "seconds": seconds, "final": parts}

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,17 +24,7 @@ import torch
 
 from perceptlab.features.base import native_bf16
 from perceptlab.losses import AdversarialLoss, CombinedLoss, parse_spec
-from perceptlab.training import (
-    Checkpoints,
-    MetricsLog,
-    TrainConfig,
-    load_model_file,
-    save_model_file,
-    prepare_run_dir,
-    restore_rng,
-    rng_state,
-    seed_everything,
-)
+from perceptlab.training import TrainConfig, load_model_file, prepare_run_dir, save_model_file, seed_everything, train_loop
 
 
 @dataclass
@@ -179,91 +167,62 @@ def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> d
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=(0.9, 0.999)) if discriminator else None
     data = SRTrainingSet(config.data, scale=config.scale, hr_crop=config.hr_crop, blur_sigma=config.blur_sigma,
                          seed=config.seed)  # fmt: skip
-    step, seconds = 0, 0.0
-    if resumed:
-        net.load_state_dict(resumed["net"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        if discriminator is not None:
-            discriminator.load_state_dict(resumed["discriminator"])
-            d_optimizer.load_state_dict(resumed["d_optimizer"])
-        restore_rng(resumed["rng"], generator)
-        step, seconds = int(resumed["step"]), float(resumed["seconds"])
-    log = MetricsLog(out / "metrics.csv", resume_step=step)
     adversarial = _adversarial_term(loss)
     val = _validation(config)
     if val is None:  # no benchmark: samples/ shows the centre of the first training image, scored by nothing
-        from perceptlab.io import save_image
-        from perceptlab.ops.resize import imresize
-        from perceptlab.sr.data import degrade
-        from perceptlab.sr.evaluate import whole_image_sheet
+        val = _sample_sheet(config, data)
 
-        image = data.images[0].float().div(255.0)[None]
-        h, w = (min(side, 192) // config.scale * config.scale for side in image.shape[-2:])
-        top, left = (image.shape[-2] - h) // 2, (image.shape[-1] - w) // 2
-        hr = image[..., top : top + h, left : left + w]
-        lr = degrade(hr, config.scale, config.blur_sigma)
-        bicubic = imresize(lr, scale=config.scale).clamp(0, 1)
+    def step_fn() -> dict:
+        lr_batch, hr_batch = data.sample_batch(config.batch_size, generator)
+        sr = net(lr_batch)
+        terms = loss(sr, hr_batch)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        parts = {k: v.detach() for k, v in terms.items()}
+        if adversarial is not None:
+            d_optimizer.zero_grad(set_to_none=True)  # drops what the generator step left in D
+            d_loss = adversarial.discriminator_step_loss(sr.detach(), hr_batch)
+            d_loss.backward()
+            d_optimizer.step()
+            parts["d_loss"] = d_loss.detach()
+        return parts
 
-        @torch.no_grad()
-        def val(net, sample_path: Path) -> dict:
-            row = {"bicubic": bicubic, config.net: net(lr).clamp(0, 1), "HR": hr}
-            save_image(whole_image_sheet([(data.paths[0].name, row)], shrink=1), sample_path)
-            return {}
-
-    def state() -> dict:
-        saved = {"config": dataclasses.asdict(config), "step": step, "seconds": seconds, "net": net.state_dict(),
-                 "optimizer": optimizer.state_dict(), "rng": rng_state(generator)}  # fmt: skip
-        if discriminator is not None:
-            saved |= {"discriminator": discriminator.state_dict(), "d_optimizer": d_optimizer.state_dict()}
-        return saved
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.steps, initial=step, desc=f"train {config.net} x{config.scale}", unit="step")
-    parts: dict[str, float] = {}
-    net.train()
-    try:
-        with Checkpoints(out / "checkpoint.pt", state, config.ckpt_every, config.steps) as checkpoints:
-            while step < config.steps:
-                started = time.perf_counter()
-                lr_batch, hr_batch = data.sample_batch(config.batch_size, generator)
-                sr = net(lr_batch)
-                terms = loss(sr, hr_batch)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimizer.step()
-                parts = {k: float(v.detach()) for k, v in terms.items()}
-                if adversarial is not None:
-                    d_optimizer.zero_grad(set_to_none=True)  # drops what the generator step left in D
-                    d_loss = adversarial.discriminator_step_loss(sr.detach(), hr_batch)
-                    d_loss.backward()
-                    d_optimizer.step()
-                    parts["d_loss"] = float(d_loss.detach())
-                step += 1
-                seconds += time.perf_counter() - started
-                if not all(math.isfinite(v) for v in parts.values()):
-                    raise FloatingPointError(f"loss became non-finite at step {step}: {parts} "
-                                             "(lower the learning rate)")
-                row = dict(parts) if step % config.log_every == 0 or step == config.steps else {}
-                if step % config.val_every == 0 or step == config.steps:
-                    net.eval()
-                    row |= val(net, out / "samples" / f"step_{step:06d}.png")
-                    net.train()
-                if row:  # one row per step, validation scores beside the losses
-                    log.append({"step": step, "seconds": round(seconds, 2), **row})
-                checkpoints.step_done(step)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
-    finally:
-        if bar is not None:
-            bar.close()
+    state = {"net": net, "optimizer": optimizer}
+    if discriminator is not None:
+        state |= {"discriminator": discriminator, "d_optimizer": d_optimizer}
+    summary = train_loop(out, dataclasses.asdict(config), step_fn, state, generator, resumed, steps=config.steps,
+                         log_every=config.log_every, ckpt_every=config.ckpt_every, sample_every=config.val_every,
+                         sample=lambda path: val(net, path), desc=f"train {config.net} x{config.scale}",
+                         progress=progress)  # fmt: skip
+    step, seconds, parts = summary["steps"], summary["seconds"], summary["final"]
     net.eval()
     weights = out / "model.safetensors"
     save_sr_weights(weights, net, config, {"steps": str(step), "train_seconds": f"{seconds:.1f}"})
     return {"steps": step, "seconds": seconds, "final": parts, "weights": str(weights)}
+
+
+def _sample_sheet(config: SRTrainConfig, data):
+    """A function ``(net, sample_path) -> {}`` that saves bicubic, the net and HR on the first training image's centre."""
+    from perceptlab.io import save_image
+    from perceptlab.ops.resize import imresize
+    from perceptlab.sr.data import degrade
+    from perceptlab.sr.evaluate import whole_image_sheet
+
+    image = data.images[0].float().div(255.0)[None]
+    h, w = (min(side, 192) // config.scale * config.scale for side in image.shape[-2:])
+    top, left = (image.shape[-2] - h) // 2, (image.shape[-1] - w) // 2
+    hr = image[..., top : top + h, left : left + w]
+    lr = degrade(hr, config.scale, config.blur_sigma)
+    bicubic = imresize(lr, scale=config.scale).clamp(0, 1)
+
+    @torch.no_grad()
+    def sample(net, sample_path: Path) -> dict:
+        row = {"bicubic": bicubic, config.net: net(lr).clamp(0, 1), "HR": hr}
+        save_image(whole_image_sheet([(data.paths[0].name, row)], shrink=1), sample_path)
+        return {}
+
+    return sample
 
 
 def _validation(config: SRTrainConfig):

@@ -24,8 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,7 +161,7 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     from perceptlab.io import read_image, write_image
     from perceptlab.sr.data import SRTrainingSet
     from perceptlab.style.losses import resize_longer_side
-    from perceptlab.training import Checkpoints, MetricsLog, prepare_run_dir, restore_rng, rng_state, seed_everything
+    from perceptlab.training import prepare_run_dir, seed_everything, train_loop
 
     config.validate()
     if config.threads:
@@ -177,56 +175,26 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     sample = read_image(config.sample_image or data.paths[0])
     if max(sample.shape[-2:]) > SAMPLE_SIDE:
         sample = resize_longer_side(sample, SAMPLE_SIDE)
-    step, seconds = 0, 0.0
-    if resumed:
-        if resumed["style_sha256"] != style_sha256:
-            raise ValueError(f"{config.style} changed since the run in {out} began; start a new run")
-        net.load_state_dict(resumed["net"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        restore_rng(resumed["rng"], generator)
-        step, seconds = int(resumed["step"]), float(resumed["seconds"])
-    log = MetricsLog(out / "metrics.csv", resume_step=step)
+    if resumed and resumed["style_sha256"] != style_sha256:
+        raise ValueError(f"{config.style} changed since the run in {out} began; start a new run")
 
-    def state() -> dict:
-        return {"config": dataclasses.asdict(config), "style_sha256": style_sha256, "step": step, "seconds": seconds,
-                "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(generator)}  # fmt: skip
+    def step_fn() -> dict:
+        _, crops = data.sample_batch(config.batch_size, generator)
+        terms = loss(net(crops), crops)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        optimizer.step()
+        return {k: v.detach() for k, v in terms.items()}
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    def sample_fn(path: Path) -> dict:
+        write_image(net(sample), path)
+        return {}
 
-        bar = tqdm(total=config.steps, initial=step, desc=f"train style {Path(config.style).stem}", unit="step")
-    parts: dict[str, float] = {}
-    net.train()
-    try:
-        with Checkpoints(out / "checkpoint.pt", state, config.ckpt_every, config.steps) as checkpoints:
-            while step < config.steps:
-                started = time.perf_counter()
-                _, crops = data.sample_batch(config.batch_size, generator)
-                terms = loss(net(crops), crops)
-                optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                optimizer.step()
-                parts = {k: float(v.detach()) for k, v in terms.items()}
-                step += 1
-                seconds += time.perf_counter() - started
-                if not all(math.isfinite(v) for v in parts.values()):
-                    raise FloatingPointError(f"loss became non-finite at step {step}: {parts} "
-                                             "(lower the learning rate)")
-                if step % config.log_every == 0 or step == config.steps:
-                    log.append({"step": step, "seconds": round(seconds, 2), **parts})
-                if step % config.sample_every == 0 or step == config.steps:
-                    net.eval()
-                    with torch.no_grad():
-                        write_image(net(sample), out / "samples" / f"step_{step:06d}.png")
-                    net.train()
-                checkpoints.step_done(step)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()}, refresh=False)
-    finally:
-        if bar is not None:
-            bar.close()
+    summary = train_loop(out, dataclasses.asdict(config), step_fn, {"net": net, "optimizer": optimizer}, generator,
+                         resumed, steps=config.steps, log_every=config.log_every, ckpt_every=config.ckpt_every,
+                         sample_every=config.sample_every, sample=sample_fn, extra={"style_sha256": style_sha256},
+                         desc=f"train style {Path(config.style).stem}", progress=progress)  # fmt: skip
+    step, seconds, parts = summary["steps"], summary["seconds"], summary["final"]
     net.eval()
     weights = out / "model.safetensors"
     save_style_weights(weights, net, config, {"style_sha256": style_sha256, "steps": str(step),
