@@ -5,7 +5,7 @@ writes ``benchmarks/results/upscale.json``. Three phases, all by default (about 
 one thread on our machine); ``--phase`` (repeatable) runs some of them and keeps the other
 phases' last results in the JSON, each with the environment it ran in:
 
-1. ``speed``: :func:`perceptlab.sr.upscale.upscale_tiled` (tile 64 and each network's own context, the CLI's
+1. ``speed``: :func:`perceptlab.tiling.upscale_tiled` (tile 64 and each network's own context, the CLI's
    defaults; the Johnson net tiled in two levels, its head on regions of 256) to 512x512 and
    2048x2048 outputs, for the Johnson x4 net prepared the way ``load_sr_model`` prepares a
    shipped model (eval, BatchNorm folded, channels-last weights), the same net as built
@@ -50,7 +50,7 @@ from perceptlab._alloc import keep_freed_memory
 from perceptlab.io import save_image
 from perceptlab.nets.fold import fold_batchnorm
 from perceptlab.nets.sr import build_sr_net
-from perceptlab.sr.upscale import upscale_tiled
+from perceptlab.tiling import upscale_tiled
 
 SCALE, TILE, MATMUL_N = 4, 64, 2048
 PHASES = ("speed", "peer", "memory")

@@ -8,7 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from perceptlab.plot import _linear_ticks, _log_ticks, line_plot
+from perceptlab.plot import crop_sheet
+from perceptlab.plot.lines import _linear_ticks, _log_ticks, line_plot
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -82,3 +83,23 @@ def test_bad_input_is_refused_with_a_clear_message():
         line_plot([{"label": "a", "x": [0, -1], "y": [1, 2]}], xlog=True)
     with pytest.raises(ValueError, match="corner"):
         line_plot([{"label": "a", "x": [1], "y": [1]}], legend="middle")
+
+
+def test_crop_sheet_enlarges_the_same_busy_window_of_every_image():
+    import torch
+
+    flat = torch.full((1, 3, 40, 40), 0.5)
+    busy = flat.clone()
+    busy[..., 20:30, 24:34] = torch.rand(1, 3, 10, 10)  # the detail is here
+    darker = busy * 0.5
+    sheet = crop_sheet([("a", {"model": darker, "HR": busy})], crop=8, zoom=2)
+    assert sheet.size == (2 * (16 + 6) + 6, 16 + 6 + 18 + 6)
+    # The crop of the busy image holds its detail (not the flat grey), and the other cell the same window.
+    left = sheet.crop((6 + 22, 6 + 18, 6 + 22 + 16, 6 + 18 + 16))
+    right_values = {left.getpixel((x, y)) for x in range(16) for y in range(16)}
+    assert len(right_values) > 4
+    model = sheet.crop((6, 6 + 18, 6 + 16, 6 + 18 + 16))
+    import numpy as np
+
+    a, b = np.asarray(model, dtype=int), np.asarray(left, dtype=int)
+    assert np.abs(2 * a - b).max() <= 2

@@ -3,14 +3,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perceptlab.nets.sr import (
-    SR_NETS,
-    SplitKernelConv2d,
-    SRGANDiscriminator,
-    build_sr_net,
-    list_sr_nets,
-    register_sr_net,
-)
+from perceptlab.nets.discriminators import SRGANDiscriminator
+from perceptlab.nets.layers import SplitKernelConv2d
+from perceptlab.nets.sr import SR_NETS, build_sr_net, list_sr_nets, register_sr_net
 from perceptlab.ops.resize import imresize
 
 # Networks with any integer scale are smoke-tested at these.

@@ -15,7 +15,7 @@ from perceptlab.nets.sr import PerceptSRNet, build_sr_net
 from perceptlab.sr.models import load_sr_model
 from perceptlab.sr.train import SRTrainConfig, train_sr
 from perceptlab.training import load_model_file
-from perceptlab.sr.upscale import tiles, upscale_tiled
+from perceptlab.tiling import tiles, upscale_tiled
 
 
 @pytest.fixture
@@ -282,7 +282,7 @@ def test_evaluate_run_checks_the_recipe_and_caches_its_scores(photos, tmp_path):
 
 
 def test_whole_image_sheet_puts_each_row_side_by_side_at_the_shrunk_size():
-    from perceptlab.sr.evaluate import whole_image_sheet
+    from perceptlab.plot import whole_image_sheet
 
     white, black = torch.ones(1, 3, 40, 60), torch.zeros(1, 3, 40, 60)
     sheet = whole_image_sheet([("a", {"x": white, "y": black}), ("b", {"x": black, "y": white})], shrink=2)

@@ -372,7 +372,7 @@ def test_cli_stylize_errors_are_one_line_and_exit_2(tmp_path, style_file, capsys
 def test_real_style_images_give_a_style_loss_that_ranks_them():
     # With the real VGG-16, a crop of candy is closer in style to candy than mosaic is.
     from perceptlab.io import read_image
-    from perceptlab.style import resize_longer_side
+    from perceptlab.ops import resize_longer_side
 
     folder = SHARED_DATA / "style" / "pytorch_examples" / "style-images"
     candy = resize_longer_side(read_image(folder / "candy.jpg"), 128)

@@ -181,7 +181,7 @@ def verdict(results: dict) -> str:
 def failures_figure(results: dict, path: Path) -> None:
     """Whole images at half size: bicubic, every model of the table, HR, for each model's worst image."""
     from perceptlab.ops.resize import imresize
-    from perceptlab.sr.evaluate import whole_image_sheet
+    from perceptlab.plot import whole_image_sheet
     from perceptlab.sr.models import load_sr_model
     from perceptlab.sr.protocol import load_benchmark
 

@@ -192,7 +192,7 @@ def figures(results: dict) -> None:
     """Whole images at half size, and crops enlarged 3x (nearest neighbour) where the HR image is busiest."""
     from PIL import Image
 
-    from perceptlab.sr.evaluate import whole_image_sheet
+    from perceptlab.plot import whole_image_sheet
 
     items, outputs = _outputs(results)
     sheet = whole_image_sheet([(it.name, outputs[it.name]) for it in items])

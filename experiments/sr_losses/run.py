@@ -120,7 +120,7 @@ def worst_image_per_model(results: dict) -> dict[str, tuple[float, str, str]]:
 def failures_figure(runs: Path, results: dict, path: Path) -> None:
     """Whole images, halved: each model's worst image against bicubic (PSNR-Y), all models side by side."""
     from perceptlab.ops.resize import imresize
-    from perceptlab.sr.evaluate import whole_image_sheet
+    from perceptlab.plot import whole_image_sheet
     from perceptlab.sr.models import load_sr_model
     from perceptlab.sr.protocol import load_benchmark
 

@@ -90,7 +90,7 @@ def final_losses(metrics: Path, last: int = 10) -> dict[str, float]:
 def half_precision_check(src: Path, dst: Path) -> int:
     """Largest 8-bit difference between the float32 and the shipped float16 model on the sample image."""
     from perceptlab.io import read_image
-    from perceptlab.style.losses import resize_longer_side
+    from perceptlab.ops.resize import resize_longer_side
     from perceptlab.style.models import load_style_model
 
     image = resize_longer_side(read_image(ROOT.parent / "shared" / "data" / "style" / "johnson" / "content"

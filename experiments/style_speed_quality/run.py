@@ -107,7 +107,8 @@ def run_case(task: dict) -> str:
     os.chdir(ROOT)
     from perceptlab._files import atomic_write_text
     from perceptlab.io import read_image, write_image
-    from perceptlab.style.losses import StyleTransferLoss, resize_longer_side
+    from perceptlab.ops.resize import resize_longer_side
+    from perceptlab.style.losses import StyleTransferLoss
     from perceptlab.style.models import load_style_model
     from perceptlab.style.optimize import stylize_optimize
     from perceptlab.style.models import shipped_style_models

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from perceptlab._files import check_output_file
     from perceptlab.io import read_image, write_image
     from perceptlab.style.color import preserve_colors
-    from perceptlab.style.losses import resize_longer_side
+    from perceptlab.ops.resize import resize_longer_side
     from perceptlab.style.models import load_style_model, stylize_feedforward
 
     _check_mode(args)
@@ -143,7 +143,8 @@ def _optimiser(args: argparse.Namespace):
 
     from perceptlab._files import atomic_write_text
     from perceptlab.io import read_image
-    from perceptlab.style.losses import StyleTransferLoss, resize_longer_side
+    from perceptlab.ops.resize import resize_longer_side
+    from perceptlab.style.losses import StyleTransferLoss
     from perceptlab.style.optimize import stylize_optimize
 
     style = read_image(args.style)

@@ -13,7 +13,7 @@ from perceptlab.cli._jobs import add_keep_going, image_jobs, raise_if_failed, ru
 from perceptlab.io import is_grayscale, read_image, save_image
 from perceptlab.ops.color import match_histograms
 from perceptlab.sr.models import DEFAULT_SR_MODEL, load_sr_model
-from perceptlab.sr.upscale import upscale_tiled
+from perceptlab.tiling import upscale_tiled
 
 # The factor of --model bicubic when --scale is not given.
 BICUBIC_SCALE = 4

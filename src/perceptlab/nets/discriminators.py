@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from perceptlab._checks import check_image, check_min_size
+from perceptlab.nets.layers import init_weights
 
 DISCRIMINATOR_NORMS = ("batch", "instance", "none")
 
@@ -101,3 +102,71 @@ def _block(in_channels: int, out_channels: int, stride: int, norm: str) -> list[
         layers.append(nn.InstanceNorm2d(out_channels))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
     return layers
+
+
+# (out channels, stride) of the conv-BN-LeakyReLU blocks after the first convolution.
+_SRGAN_D_BLOCKS = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1), (512, 2))
+
+
+class SRGANDiscriminator(nn.Module):
+    """The SRGAN discriminator: eight 3x3 convolutions, two dense layers, one logit per image.
+
+    On the paper's 96x96 crops::
+
+        input                                      3 x 96 x 96
+        conv 3x3, lrelu                           64 x 96 x 96
+        conv 3x3 /2, BN, lrelu                    64 x 48 x 48
+        conv 3x3,    BN, lrelu                   128 x 48 x 48
+        conv 3x3 /2, BN, lrelu                   128 x 24 x 24
+        conv 3x3,    BN, lrelu                   256 x 24 x 24
+        conv 3x3 /2, BN, lrelu                   256 x 12 x 12
+        conv 3x3,    BN, lrelu                   512 x 12 x 12
+        conv 3x3 /2, BN, lrelu                   512 x  6 x  6
+        adaptive average pool to 6x6             512 x  6 x  6
+        dense 1024, lrelu                       1024
+        dense 1                                    1               -> logit
+
+    LeakyReLU slope 0.2. The paper's dense layer saw the 6x6 map of its
+    fixed 96x96 input; the adaptive pool keeps that layer's shape for any input
+    size (it is the identity at 96x96), so the same weights judge other crops.
+    Returns logits: pair it with a loss that applies the sigmoid.
+
+    Args:
+        in_channels: channels of the images judged.
+
+    Shape:
+        input: (N, in_channels, H, W), any size; output: (N, 1) logits.
+
+    Example:
+        >>> SRGANDiscriminator()(torch.rand(2, 3, 96, 96)).shape
+        torch.Size([2, 1])
+
+    Reference:
+        Ledig et al., "Photo-realistic single image super-resolution using a
+        generative adversarial network", CVPR 2017, figure 4.
+    """
+
+    def __init__(self, in_channels: int = 3):
+        super().__init__()
+        self.in_channels = in_channels
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, 64, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        width = 64
+        for out_channels, stride in _SRGAN_D_BLOCKS:
+            layers += [
+                nn.Conv2d(width, out_channels, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            width = out_channels
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(6))
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(width * 6 * 6, 1024),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(1024, 1),
+        )
+        init_weights(self, negative_slope=0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image(x, "input", channels=self.in_channels)
+        return self.classifier(self.features(x))

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perceptlab._checks import check_image, check_min_size
-from perceptlab.nets.sr import SplitKernelConv2d, _init_weights
+from perceptlab.nets.layers import SplitKernelConv2d, init_weights
 
 STYLE_NORMS = ("instance", "batch")
 STYLE_PADDINGS = ("reflect", "zeros")
@@ -388,7 +388,7 @@ class JohnsonStyleNet(nn.Module):
             ]
         layers.append(_OutputConv(32, 3, 9, padding))
         self.body = nn.Sequential(*layers)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image(x, "input", channels=3)

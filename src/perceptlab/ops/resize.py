@@ -145,3 +145,18 @@ def _scales_and_size(
         out_h, out_w = size
         scale_h, scale_w = out_h / in_h, out_w / in_w
     return scale_h, scale_w, out_h, out_w
+
+
+def resize_longer_side(image: torch.Tensor, side: int | None) -> torch.Tensor:
+    """``image`` resized (bicubic, antialiased) so that its longer side is ``side``; ``None`` or 0 keeps it.
+
+    Shape:
+        (N, C, H, W) -> (N, C, H', W') with ``max(H', W') == side``.
+    """
+    if not side:
+        return image
+    h, w = image.shape[-2:]
+    if max(h, w) == side:
+        return image
+    size = (max(1, round(h * side / max(h, w))), max(1, round(w * side / max(h, w))))
+    return imresize(image, size=size).clamp(0.0, 1.0)

@@ -1,18 +1,15 @@
-"""Training pairs for super-resolution: HR crops from image folders, LR made on the fly."""
+"""Training pairs for super-resolution: HR crops (:class:`perceptlab.data.ImageCrops`), LR made on the fly."""
 
 from __future__ import annotations
 
 import math
 import os
-import warnings
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
 
 from perceptlab._checks import check_image
-from perceptlab.io import list_images, read_image
+from perceptlab.data import ImageCrops
 from perceptlab.ops import gaussian_blur, imresize
 from perceptlab.sr._checks import check_divisible, check_scale
 
@@ -60,24 +57,11 @@ def degrade(hr: torch.Tensor, scale: int, blur_sigma: float = 0.0) -> torch.Tens
     return imresize(blurred, size=(h // scale, w // scale)).clamp(0.0, 1.0)
 
 
-class SRTrainingSet(IterableDataset):
-    """Random (LR, HR) training pairs cut from the images of one or more folders.
+class SRTrainingSet(ImageCrops):
+    """Random (LR, HR) training pairs: :class:`perceptlab.data.ImageCrops` HR crops, LR made by :func:`degrade`.
 
-    Every image of the folders (:func:`perceptlab.io.list_images`, not
-    recursive) is read once and kept in memory as 8-bit RGB (T91 + BSD200
-    take about 100 MB); grayscale files become three equal channels.
-    Images smaller than the crop are skipped with a warning.
-
-    A sample picks an image uniformly (not weighted by area, so small T91
-    images count as much as large BSD ones), a ``hr_crop`` square uniformly
-    inside it, then one of the 8 flips/rotations of the square (horizontal
-    flip, vertical flip, transpose, each with probability 1/2). The LR side is
-    made by :func:`degrade` on the whole batch at once.
-
-    Use :meth:`sample_batch` in a training loop; iterating the dataset
-    yields single pairs forever, for a ``DataLoader`` (each worker draws from
-    its own generator, seeded ``seed + worker id``). The dataset has no
-    length, being endless; ``paths`` and ``images`` hold what was loaded.
+    The LR side is made on the whole batch at once. Iterating yields single
+    ``(lr, hr)`` pairs forever, for a ``DataLoader``.
 
     Args:
         folders: a folder or a sequence of folders of images.
@@ -105,7 +89,6 @@ class SRTrainingSet(IterableDataset):
         blur_sigma: float = 0.0,
         seed: int = 0,
     ):
-        super().__init__()
         check_scale(scale)
         if isinstance(hr_crop, bool) or not isinstance(hr_crop, int) or hr_crop < 1 or hr_crop % scale:
             raise ValueError(f"hr_crop must be a positive multiple of scale={scale}, got {hr_crop!r}")
@@ -114,32 +97,7 @@ class SRTrainingSet(IterableDataset):
         self.scale = scale
         self.hr_crop = hr_crop
         self.blur_sigma = blur_sigma
-        self.seed = seed
-        self.paths, self.images = self._load(folders)
-        self._generator = torch.Generator().manual_seed(seed)
-
-    def _load(self, folders) -> tuple[list[Path], list[torch.Tensor]]:
-        if isinstance(folders, (str, os.PathLike)):
-            folders = [folders]
-        paths, images, skipped = [], [], []
-        for path in (p for folder in folders for p in list_images(folder)):
-            image = read_image(path)[0]
-            h, w = image.shape[-2:]
-            if min(h, w) < self.hr_crop:
-                skipped.append(f"{path.name}: {h}x{w}")
-                continue
-            paths.append(path)
-            # 8 bits per value is all the files hold (16-bit files lose their extra precision).
-            images.append(image.mul(255.0).round().to(torch.uint8))
-        if skipped:
-            # One warning for the lot: a folder of small images would otherwise print a line each.
-            shown = ", ".join(skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
-            warnings.warn(f"skipped {len(skipped)} image(s) smaller than the {self.hr_crop}-pixel crop ({shown})",
-                          stacklevel=3)  # fmt: skip
-        if not images:
-            where = ", ".join(str(folder) for folder in folders)
-            raise ValueError(f"no image of at least {self.hr_crop}x{self.hr_crop} pixels in {where}")
-        return paths, images
+        super().__init__(folders, crop=hr_crop, seed=seed)
 
     def sample_batch(
         self, batch_size: int, generator: torch.Generator | None = None
@@ -155,32 +113,9 @@ class SRTrainingSet(IterableDataset):
             ``(lr, hr)`` with shapes (B, 3, hr_crop / scale, hr_crop / scale)
             and (B, 3, hr_crop, hr_crop).
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        generator = self._generator if generator is None else generator
-        which = torch.randint(len(self.images), (batch_size,), generator=generator)
-        hr = torch.stack([self._random_crop(self.images[i], generator) for i in which.tolist()])
-        hr = hr.to(torch.float32).div_(255.0)
+        hr = self.sample_crops(batch_size, generator)
         return degrade(hr, self.scale, self.blur_sigma), hr
 
-    def _random_crop(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        c = self.hr_crop
-        h, w = image.shape[-2:]
-        top = int(torch.randint(h - c + 1, (1,), generator=generator))
-        left = int(torch.randint(w - c + 1, (1,), generator=generator))
-        hflip, vflip, transpose = torch.randint(2, (3,), generator=generator).tolist()
-        crop = image[:, top : top + c, left : left + c]
-        if hflip:
-            crop = crop.flip(-1)
-        if vflip:
-            crop = crop.flip(-2)
-        if transpose:
-            crop = crop.transpose(-1, -2)
-        return crop
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        worker = get_worker_info()
-        generator = torch.Generator().manual_seed(self.seed + (worker.id if worker else 0))
-        while True:
-            lr, hr = self.sample_batch(1, generator)
-            yield lr[0], hr[0]
+    def _item(self, generator: torch.Generator):
+        lr, hr = self.sample_batch(1, generator)
+        return lr[0], hr[0]

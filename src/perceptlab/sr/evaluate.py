@@ -13,9 +13,8 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from perceptlab._files import atomic_write_text
 
@@ -174,66 +173,21 @@ def write_report(out_dir: str | Path, title: str, rows: Sequence[dict], mean: di
     atomic_write_text(out_dir / "results.md", text)
 
 
-def _busiest_window(hr: torch.Tensor, size: int) -> tuple[int, int]:
-    """Top-left corner of the ``size`` window with the most gradient energy: where SR differences show."""
-    gray = hr[0].mean(0)
-    energy = (gray[1:, :-1] - gray[:-1, :-1]).abs() + (gray[:-1, 1:] - gray[:-1, :-1]).abs()
-    pooled = torch.nn.functional.avg_pool2d(energy[None, None], size, stride=max(1, size // 4))[0, 0]
-    index = int(pooled.argmax())
-    stride = max(1, size // 4)
-    return (index // pooled.shape[1]) * stride, (index % pooled.shape[1]) * stride
-
-
-def _to_pil(x: torch.Tensor) -> Image.Image:
-    return Image.fromarray((x[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
-
-
 def comparison_grid(items, outputs: Sequence[torch.Tensor], scale: int, columns: dict | None = None,
                     crop: int = 96, zoom: int = 3, label: str = "model") -> Image.Image:  # fmt: skip
-    """One row per image: enlarged crops of bicubic | model | HR (plus any extra ``columns``).
+    """One row per benchmark image: enlarged crops of bicubic | model | HR (plus any extra ``columns``).
 
     Args:
         items: benchmark images (with ``lr``, ``hr``, ``name``).
         outputs: the model's outputs, one per item.
-        columns: extra ``{label: [outputs]}`` shown between bicubic and HR.
+        columns: extra ``{label: [outputs]}`` shown between the model and HR.
         crop: side of the HR crop, taken where the HR image has most detail.
         zoom: enlargement of the crops (nearest neighbour, so pixels stay visible).
     """
     from perceptlab.ops.resize import imresize
+    from perceptlab.plot import crop_sheet
 
     columns = {"bicubic": [imresize(it.lr, scale=scale).clamp(0, 1) for it in items], label: list(outputs),
                **(columns or {}), "HR": [it.hr for it in items]}  # fmt: skip
-    side, pad, head = crop * zoom, 6, 18
-    sheet = Image.new("RGB", (len(columns) * (side + pad) + pad, len(items) * (side + pad + head) + pad), "white")
-    draw = ImageDraw.Draw(sheet)
-    for r, item in enumerate(items):
-        c = min(crop, *item.hr.shape[-2:])
-        y, x = _busiest_window(item.hr, c)
-        for k, (name, images) in enumerate(columns.items()):
-            patch = _to_pil(images[r][..., y : y + c, x : x + c]).resize((c * zoom, c * zoom), Image.NEAREST)
-            left, top = pad + k * (side + pad), pad + r * (side + pad + head)
-            draw.text((left, top), f"{name} ({item.name})" if k == 0 else name, fill="black")
-            sheet.paste(patch, (left, top + head))
-    return sheet
-
-
-def whole_image_sheet(rows: Sequence[tuple[str, dict[str, torch.Tensor]]], shrink: int = 2) -> Image.Image:
-    """Whole images side by side, one row per ``(image name, {column label: image})``, shrunk ``shrink`` times.
-
-    Every image of a row should have the same size (an SR output and its HR image);
-    cells are as large as the largest image. The first cell of a row names the image.
-    """
-    pad, head = 6, 18
-    width = max(x.shape[-1] for _, row in rows for x in row.values()) // shrink
-    height = max(x.shape[-2] for _, row in rows for x in row.values()) // shrink
-    columns = max(len(row) for _, row in rows)
-    sheet = Image.new("RGB", (columns * (width + pad) + pad, len(rows) * (height + pad + head) + pad), "white")
-    draw = ImageDraw.Draw(sheet)
-    for r, (name, row) in enumerate(rows):
-        for k, (label, image) in enumerate(row.items()):
-            pil = _to_pil(image)
-            pil = pil.resize((max(1, pil.width // shrink), max(1, pil.height // shrink)), Image.LANCZOS)
-            left, top = pad + k * (width + pad), pad + r * (height + pad + head)
-            draw.text((left, top), f"{label} ({name})" if k == 0 else label, fill="black")
-            sheet.paste(pil, (left, top + head))
-    return sheet
+    rows = [(item.name, {name: images[r] for name, images in columns.items()}) for r, item in enumerate(items)]
+    return crop_sheet(rows, crop=crop, zoom=zoom, focus="HR")

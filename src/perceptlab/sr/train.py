@@ -128,7 +128,7 @@ def _build(config: SRTrainConfig):
 
 def _build_discriminator(name: str) -> torch.nn.Module:
     if name == "srgan":
-        from perceptlab.nets.sr import SRGANDiscriminator
+        from perceptlab.nets.discriminators import SRGANDiscriminator
 
         return SRGANDiscriminator()
     if name == "patch":
@@ -207,7 +207,7 @@ def _sample_sheet(config: SRTrainConfig, data):
     from perceptlab.io import save_image
     from perceptlab.ops.resize import imresize
     from perceptlab.sr.data import degrade
-    from perceptlab.sr.evaluate import whole_image_sheet
+    from perceptlab.plot import whole_image_sheet
 
     image = data.images[0].float().div(255.0)[None]
     h, w = (min(side, 192) // config.scale * config.scale for side in image.shape[-2:])
@@ -230,19 +230,22 @@ def _validation(config: SRTrainConfig):
     if not config.val_data:
         return None
     from perceptlab.io import save_image
-    from perceptlab.sr.evaluate import comparison_grid
+    from perceptlab.ops.resize import imresize
+    from perceptlab.plot import crop_sheet
     from perceptlab.sr.protocol import load_benchmark, sr_metrics
 
     images = load_benchmark(config.val_data, config.scale)
+    bicubic = [imresize(item.lr, scale=config.scale).clamp(0, 1) for item in images[:3]]
 
     @torch.no_grad()
     def validate(net, sample_path: Path) -> dict:
-        rows, outputs = [], []
-        for item in images:
+        scores, sheet = [], []
+        for i, item in enumerate(images):
             sr = net(item.lr).clamp(0, 1)
-            outputs.append(sr)
-            rows.append(sr_metrics(sr, item.hr, config.scale, is_gray=item.is_gray)["psnr_y"])
-        save_image(comparison_grid(images[:3], outputs[:3], config.scale), sample_path)
-        return {"val_psnr_y": sum(rows) / len(rows)}
+            scores.append(sr_metrics(sr, item.hr, config.scale, is_gray=item.is_gray)["psnr_y"])
+            if i < 3:  # bicubic | model | HR crops of the first three images
+                sheet.append((item.name, {"bicubic": bicubic[i], "model": sr, "HR": item.hr}))
+        save_image(crop_sheet(sheet, focus="HR"), sample_path)
+        return {"val_psnr_y": sum(scores) / len(scores)}
 
     return validate

@@ -9,7 +9,7 @@
 """
 
 from perceptlab.style.color import COLOR_METHODS, preserve_colors
-from perceptlab.style.losses import StyleTransferLoss, resize_longer_side
+from perceptlab.style.losses import StyleTransferLoss
 from perceptlab.style.models import load_style_model, shipped_style_models, stylize_feedforward
 from perceptlab.style.optimize import INITS, OPTIMIZERS, stylize_optimize
 from perceptlab.style.train import StyleTrainConfig, train_style
@@ -17,6 +17,6 @@ from perceptlab.style.train import StyleTrainConfig, train_style
 __all__ = [
     "COLOR_METHODS", "INITS", "OPTIMIZERS",
     "StyleTrainConfig", "StyleTransferLoss",
-    "load_style_model", "preserve_colors", "resize_longer_side", "shipped_style_models", "stylize_feedforward",
+    "load_style_model", "preserve_colors", "shipped_style_models", "stylize_feedforward",
     "stylize_optimize", "train_style",
 ]  # fmt: skip

@@ -42,27 +42,12 @@ from perceptlab.losses.perceptual import (
     style_loss,
 )
 from perceptlab.losses.tv import total_variation
-from perceptlab.ops.resize import imresize
+from perceptlab.ops.resize import resize_longer_side
 
 CONTENT_LAYERS = ("relu2_2",)
 CONTENT_WEIGHT = 1.0
 STYLE_WEIGHT = 1e5
 TV_WEIGHT = 1.0
-
-
-def resize_longer_side(image: torch.Tensor, side: int | None) -> torch.Tensor:
-    """``image`` resized (bicubic, antialiased) so that its longer side is ``side``; ``None`` or 0 keeps it.
-
-    Shape:
-        (N, C, H, W) -> (N, C, H', W') with ``max(H', W') == side``.
-    """
-    if not side:
-        return image
-    h, w = image.shape[-2:]
-    if max(h, w) == side:
-        return image
-    size = (max(1, round(h * side / max(h, w))), max(1, round(w * side / max(h, w))))
-    return imresize(image, size=size).clamp(0.0, 1.0)
 
 
 class StyleTransferLoss(nn.Module):

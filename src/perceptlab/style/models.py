@@ -78,7 +78,7 @@ def stylize_feedforward(net: torch.nn.Module, image: torch.Tensor, tile: int | N
         overlap: context on every side of a tile, a multiple of 4.
 
     Tiles: each tile is run with ``overlap`` pixels of context and only its
-    centre is kept (:func:`perceptlab.sr.upscale.upscale_tiled`), the result
+    centre is kept (:func:`perceptlab.tiling.upscale_tiled`), the result
     is assembled in 8 bits. For a batch-norm network, whose every output pixel
     depends on a 115x115 window, the result equals whole-image inference up
     to rounding when ``overlap >= 64``. An instance-norm network normalises
@@ -95,7 +95,7 @@ def stylize_feedforward(net: torch.nn.Module, image: torch.Tensor, tile: int | N
         return net(image).contiguous()
     if tile < 4 or tile % 4 or overlap < 0 or overlap % 4:
         raise ValueError(f"tile must be a positive multiple of 4 and overlap a multiple of 4, got {tile}, {overlap}")
-    from perceptlab.sr.upscale import upscale_tiled
+    from perceptlab.tiling import upscale_tiled
 
     out = upscale_tiled(net, image, 1, tile=tile, overlap=overlap)
     return torch.from_numpy(out).permute(2, 0, 1).unsqueeze(0).float().div(255.0)

@@ -13,7 +13,7 @@ epochs of COCO's 80 000 images), the style image's longer side resized to 256
 as in the authors' code. The loss weights are discussed in
 :mod:`perceptlab.style.losses`.
 
-The content crops come from :class:`perceptlab.sr.SRTrainingSet` at scale 1:
+The content crops come from :class:`perceptlab.data.ImageCrops`:
 the same random crops, flips and transpositions as SR training, every image
 held in memory as 8 bits (fine for BSD-sized sets; COCO's 80 000 images would
 need ~70 GB). Runs are resumable (see :mod:`perceptlab.training`).
@@ -159,8 +159,8 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
         ImageError: a missing or unreadable style or content image.
     """
     from perceptlab.io import read_image, write_image
-    from perceptlab.sr.data import SRTrainingSet
-    from perceptlab.style.losses import resize_longer_side
+    from perceptlab.data import ImageCrops
+    from perceptlab.ops.resize import resize_longer_side
     from perceptlab.training import prepare_run_dir, seed_everything, train_loop
 
     config.validate()
@@ -171,7 +171,7 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     generator = seed_everything(config.seed)
     net, loss = _build(config)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    data = SRTrainingSet(config.data, scale=1, hr_crop=config.image_size, seed=config.seed)
+    data = ImageCrops(config.data, crop=config.image_size, seed=config.seed)
     sample = read_image(config.sample_image or data.paths[0])
     if max(sample.shape[-2:]) > SAMPLE_SIDE:
         sample = resize_longer_side(sample, SAMPLE_SIDE)
@@ -179,7 +179,7 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
         raise ValueError(f"{config.style} changed since the run in {out} began; start a new run")
 
     def step_fn() -> dict:
-        _, crops = data.sample_batch(config.batch_size, generator)
+        crops = data.sample_crops(config.batch_size, generator)
         terms = loss(net(crops), crops)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()

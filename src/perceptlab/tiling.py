@@ -1,4 +1,6 @@
-"""Upscaling images of any size with bounded memory: overlapping tiles, 8-bit output buffer.
+"""Running image-to-image networks on images of any size with bounded memory: overlapping tiles, 8-bit output.
+
+Task-neutral: an SR network (scale > 1) or a style network (scale 1) alike.
 
 The LR image is cut into ``tile x tile`` pieces; each is run with ``overlap``
 pixels of context on every side, and only its centre is kept. Where
