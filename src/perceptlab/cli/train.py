@@ -6,20 +6,16 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
+from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config
 from perceptlab.cli.train_style import add_style_parser
 from perceptlab.sr.train import SRTrainConfig, train_sr
 
-# flag -> config key, for the options that are plain values.
-_SR_FLAGS = {
-    "net": str, "scale": int, "steps": int, "batch_size": int, "hr_crop": int, "lr": float,
-    "blur_sigma": float, "vgg_weights": str, "vgg_precision": str, "discriminator": str, "d_lr": float, "init": str,
-    "val_data": str, "val_every": int, "ckpt_every": int, "log_every": int, "seed": int, "threads": int,
-}  # fmt: skip
-# What each flag means; the default is added from SRTrainConfig.
+# What each field of SRTrainConfig means (the CLI's flags are made from the dataclass; the default is added).
 _SR_HELP = {
     "net": "network to train",
+    "losses": "loss term TERM[:ARG][*WEIGHT], e.g. feature:relu2_2 or pixel:mse*0.01",
+    "data": "folder of HR training images",
     "scale": "upscaling factor ({scales})",
     "steps": "optimisation steps; may be raised when resuming",
     "batch_size": "HR crops per step",
@@ -57,32 +53,21 @@ def add_parser(subparsers) -> None:
             "progress and exits with 130 or 143."
         ),
     )
-    sr.add_argument("--config", type=Path, help="TOML file with the run's settings")
-    sr.add_argument("--out", type=Path, required=True,
-                    help="run folder (checkpoints, metrics.csv, samples), checked before training")  # fmt: skip
-    defaults = dataclasses.asdict(SRTrainConfig())
-    sr.add_argument("--loss", action="append", dest="losses", metavar="SPEC",
-                    help="loss term TERM[:ARG][*WEIGHT], repeatable, e.g. feature:relu2_2 or pixel:mse*0.01 "
-                         f"(default: {' '.join(defaults['losses'])})")  # fmt: skip
-    sr.add_argument("--data", action="append", metavar="DIR", help="folder of HR training images, repeatable")
     from perceptlab.nets.sr import SR_NETS
 
     nets = {name: info for name, info in SR_NETS.items() if name != "bicubic"}  # bicubic has nothing to train
-    choices = {"net": tuple(nets), **_SR_CHOICES}
     scales = "; ".join(f"{name}: {info.scales_text()}" for name, info in nets.items())
-    for flag, kind in _SR_FLAGS.items():
-        given = f"choices: {', '.join(choices[flag])}; " if flag in choices else ""
-        default = "none" if defaults[flag] is None else defaults[flag]
-        sr.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag, choices=choices.get(flag),
-                        metavar=flag.upper() if flag in choices else None,
-                        help=f"{_SR_HELP[flag].format(scales=scales)} ({given}default: {default})")  # fmt: skip
-    sr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    helps = {**_SR_HELP, "scale": _SR_HELP["scale"].format(scales=scales)}
+    add_run_flags(sr)
+    lists = {"losses": ListFlag("--loss", "SPEC"), "data": ListFlag("--data", "DIR")}
+    sr.set_defaults(config_flags=add_config_flags(sr, SRTrainConfig, helps, {"net": tuple(nets), **_SR_CHOICES},
+                                                  lists))  # fmt: skip
     sr.set_defaults(run=run_sr)
     add_style_parser(tasks)
 
 
 def sr_config(args: argparse.Namespace) -> SRTrainConfig:
-    return SRTrainConfig.load(args.config, {key: getattr(args, key) for key in (*_SR_FLAGS, "losses", "data")})
+    return load_config(SRTrainConfig, args, args.config_flags)
 
 
 def run_sr(args: argparse.Namespace) -> int:

@@ -6,16 +6,15 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
-# flag -> config key, for the options that are plain values.
-_STYLE_FLAGS = {
-    "steps": int, "batch_size": int, "image_size": int, "lr": float, "content_weight": float,
-    "style_weight": float, "tv_weight": float, "style_size": int, "norm": str, "padding": str, "vgg_weights": str,
-    "sample_image": str, "sample_every": int, "ckpt_every": int, "log_every": int, "seed": int, "threads": int,
-}  # fmt: skip
-# What each flag means; the default is added from StyleTrainConfig.
+from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config
+
+# What each field of StyleTrainConfig means (the CLI's flags are made from the dataclass; the default is added).
 _STYLE_HELP = {
+    "style": "the style image",
+    "data": "folder of content images",
+    "content_layers": "VGG-16 layers of the content term",
+    "style_layers": "VGG-16 layers of the style term",
     "steps": "optimisation steps; may be raised when resuming",
     "batch_size": "content crops per step",
     "image_size": "side of the square training crops (at least 8)",
@@ -27,7 +26,7 @@ _STYLE_HELP = {
     "norm": "normalisation layers of the network",
     "padding": "padding of the network's convolutions",
     "vgg_weights": "VGG-16 weights of the loss (the default weights are tuned for vgg16)",
-    "sample_image": "content image stylised into samples/ every --sample-every steps (default: the first training image)",
+    "sample_image": "content image stylised into samples/ every --sample-every steps; none: the first training image",
     "sample_every": "steps between samples",
     "ckpt_every": "steps between checkpoints (Ctrl-C or SIGTERM also saves one, then stops)",
     "log_every": "steps between rows of metrics.csv",
@@ -35,12 +34,6 @@ _STYLE_HELP = {
     "threads": "torch CPU threads; 0: torch's default, one per core",
 }
 _STYLE_CHOICES = {"norm": ("instance", "batch"), "padding": ("reflect", "zeros"), "vgg_weights": ("vgg16", "vgg16_caffe")}
-# flag -> config key, for the layer lists, given comma-separated.
-_LAYER_FLAGS = ("content_layers", "style_layers")
-
-
-def _layers(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def add_style_parser(tasks) -> None:
@@ -57,30 +50,17 @@ def add_style_parser(tasks) -> None:
             "SIGTERM saves a checkpoint after the step in progress and exits with 130 or 143."
         ),
     )
-    p.add_argument("--config", type=Path, help="TOML file with the run's settings")
-    p.add_argument("--out", type=Path, required=True,
-                   help="run folder (checkpoints, metrics.csv, samples), checked before training")  # fmt: skip
-    p.add_argument("--style", metavar="IMAGE", help="the style image")
-    p.add_argument("--data", action="append", metavar="DIR", help="folder of content images, repeatable")
-    defaults = dataclasses.asdict(StyleTrainConfig())
-    for key in _LAYER_FLAGS:
-        p.add_argument(f"--{key.replace('_', '-')}", type=_layers, dest=key, metavar="LAYERS",
-                       help=f"comma-separated VGG-16 layers (default: {','.join(defaults[key])})")  # fmt: skip
-    for flag, kind in _STYLE_FLAGS.items():
-        given = f"choices: {', '.join(_STYLE_CHOICES[flag])}; " if flag in _STYLE_CHOICES else ""
-        default = "" if defaults[flag] is None else f"default: {defaults[flag]}"
-        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, dest=flag, choices=_STYLE_CHOICES.get(flag),
-                       metavar=flag.upper() if flag in _STYLE_CHOICES else None,
-                       help=f"{_STYLE_HELP[flag]}" + (f" ({given}{default})" if given or default else ""))  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_flags(p)
+    lists = {"data": ListFlag("--data", "DIR"), "content_layers": ListFlag(metavar="LAYERS", repeat=False),
+             "style_layers": ListFlag(metavar="LAYERS", repeat=False)}  # fmt: skip
+    p.set_defaults(config_flags=add_config_flags(p, StyleTrainConfig, _STYLE_HELP, _STYLE_CHOICES, lists))
     p.set_defaults(run=run_style)
 
 
 def style_config(args: argparse.Namespace):
     from perceptlab.style.train import StyleTrainConfig
 
-    keys = (*_STYLE_FLAGS, *_LAYER_FLAGS, "style", "data")
-    return StyleTrainConfig.load(args.config, {key: getattr(args, key) for key in keys})
+    return load_config(StyleTrainConfig, args, args.config_flags)
 
 
 def run_style(args: argparse.Namespace) -> int:
