@@ -7,6 +7,7 @@ import importlib.util
 import pytest
 import torch
 
+import perceptlab.sr.protocol  # noqa: F401  (registers the SR metrics psnr_y and ssim_y)
 from perceptlab._checks import RANGE_TOLERANCE, check_range
 from perceptlab.losses import (
     CharbonnierLoss, FeatureLoss, L1Loss, MSELoss, MSSSIMLoss, SSIMLoss, StyleLoss,
@@ -101,12 +102,20 @@ def test_data_range_255_is_accepted_and_checked(name):
 
 @pytest.mark.parametrize("name", list(METRICS))
 def test_every_registered_metric_checks_its_inputs(name):
-    compute = METRICS[name].compute
-    good = image(METRICS[name].min_size + 31)
+    info = METRICS[name]
+    good = image(info.min_size + 31)
+    side = good.shape[-1] // 4 * 4
+    good = good[..., :side, :side]
+    # The SR measures' context: the scale, and an LR input (what lr_psnr compares against: its "target").
+    context = {"scale": 4, "is_gray": False, "lr": good[..., ::4, ::4].contiguous()}
     with pytest.raises(ValueError, match=r"^pred must be in \[0, 1\]"):
-        compute(minus_one_to_one(good), good)
-    with pytest.raises(ValueError, match=r"^target must be in \[0, 1\]"):
-        compute(good, 255 * good)
+        info(minus_one_to_one(good), good, **context)
+    if name == "lr_psnr":
+        with pytest.raises(ValueError, match=r"^target must be in \[0, 1\]"):
+            info(good, good, **context | {"lr": 255 * context["lr"]})
+    elif info.needs_reference:
+        with pytest.raises(ValueError, match=r"^target must be in \[0, 1\]"):
+            info(good, 255 * good, **context)
 
 
 # Losses (and the modules of the learned metrics, which are loss terms) check the target only.

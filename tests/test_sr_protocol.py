@@ -54,8 +54,7 @@ def bicubic_scores(name: str) -> dict[str, tuple[float, float]]:
     [
         "Set5",
         "Set14",
-        # 100 images, about 10 s on 2 cores (float64 SSIM), so outside the default run.
-        pytest.param("BSD100", marks=pytest.mark.slow),
+        "BSD100",  # 100 images, 10-30 s (float64 SSIM): in the default run, so CI checks the published value
     ],
 )
 def test_bicubic_x4_reproduces_published_psnr_and_ssim(name):

@@ -34,6 +34,21 @@ def score_tensors(distorted: torch.Tensor, reference: torch.Tensor, metrics: Seq
     return {name: float(get_metric(name).compute(distorted, reference)[0]) for name in metrics}
 
 
+def check_scorable(name: str) -> None:
+    """Raise ValueError unless ``name`` is a metric a pair of image files is enough for."""
+    info = get_metric(name)
+    if info.context:
+        raise ValueError(f"metric {name!r} needs {' and '.join(info.context)} besides the two images "
+                         "(it scores super-resolution outputs: use perceptlab eval sr)")  # fmt: skip
+
+
+def scorable_metrics() -> list[str]:
+    """The registered metrics that two image files are enough for."""
+    from perceptlab.metrics.registry import METRICS
+
+    return [name for name, info in METRICS.items() if not info.context]
+
+
 def _check_size(path: Path, image: torch.Tensor, metrics: Sequence[str]) -> None:
     h, w = image.shape[-2:]
     for name in metrics:
@@ -75,7 +90,7 @@ def score_pairs(
     """Score every ``(reference, distorted)`` pair; ``progress`` shows a bar on stderr."""
     pairs = list(pairs)
     for name in metrics:
-        get_metric(name)  # unknown names fail before any work
+        check_scorable(name)  # unknown names fail before any work
     if progress:
         from tqdm.auto import tqdm
 

@@ -10,8 +10,7 @@ from perceptlab import report
 from perceptlab._files import atomic_write_text, check_output_file
 from perceptlab.cli._jobs import add_keep_going, raise_if_failed, run_each
 from perceptlab.io import ImageError, pair_by_stem
-from perceptlab.metrics.registry import get_metric, list_metrics
-from perceptlab.score import DEFAULT_METRICS, score_pair, summarize
+from perceptlab.score import DEFAULT_METRICS, check_scorable, score_pair, scorable_metrics, summarize
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +19,7 @@ def add_parser(subparsers) -> None:
         help="score distorted images against references",
         description=(
             "Score DISTORTED against REFERENCE: two image files, or two folders whose images are paired "
-            "by file stem. Metrics: " + ", ".join(list_metrics()) + "."
+            "by file stem. Metrics: " + ", ".join(scorable_metrics()) + "."
         ),
     )
     p.add_argument("reference", type=Path, help="reference image file or folder")
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if not metrics:
         raise ValueError("--metrics needs at least one metric name")
     for name in metrics:
-        get_metric(name)
+        check_scorable(name)
     pairs, unmatched = _pairs(args.reference, args.distorted)
     if args.output:
         check_output_file(args.output)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from perceptlab._checks import check_image, check_pair
+from perceptlab._checks import check_image, check_pair, check_range
 
 
 def _luma(x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,8 @@ def grid_score(x: torch.Tensor, period: int = 4, window: int = 9) -> torch.Tenso
         >>> bool(grid_score(grid) > 10 * grid_score(x))
         True
     """
-    check_image(x, "x")
+    check_image(x, "pred")
+    check_range(x, "pred")
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be a positive odd number, got {window}")
     if period < 2:
@@ -94,6 +95,8 @@ def color_shift(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         4.0...
     """
     check_pair(pred, target)
+    check_range(pred, "pred")
+    check_range(target, "target")
     diff = pred.detach().to(torch.float64).mean(dim=(2, 3)) - target.detach().to(torch.float64).mean(dim=(2, 3))
     return diff.abs().amax(dim=1) * 255.0
 
@@ -113,6 +116,8 @@ def lr_psnr(sr: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
 
     check_image(sr, "sr")
     check_image(lr, "lr")
+    check_range(sr, "pred")
+    check_range(lr, "target")
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be a positive int, got {scale!r}")
     if tuple(sr.shape[-2:]) != (lr.shape[-2] * scale, lr.shape[-1] * scale) or sr.shape[:2] != lr.shape[:2]:

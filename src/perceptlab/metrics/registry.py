@@ -28,6 +28,10 @@ class MetricInfo:
         needs_reference: full-reference metric.
         description: one line, with the reference paper.
         input: the input convention.
+        context: keyword arguments ``compute`` also needs, from the caller's
+            task (``scale``, ``is_gray``, ``lr`` for the SR measures); metrics with
+            a context are not offered by ``perceptlab score``, which has none.
+        group: ``"image"`` (any pair of images) or ``"sr"`` (super-resolution outputs).
     """
 
     name: str
@@ -39,6 +43,15 @@ class MetricInfo:
     description: str
     needs_reference: bool = True
     input: str = "RGB, NCHW float in [0, 1]"
+    context: tuple[str, ...] = ()
+    group: str = "image"
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, **context) -> torch.Tensor:
+        """``compute(pred, target)`` with the keyword arguments of :attr:`context` taken from ``context``."""
+        missing = [k for k in self.context if k not in context]
+        if missing:
+            raise ValueError(f"metric {self.name!r} needs {', '.join(missing)}")
+        return self.compute(pred, target, **{k: context[k] for k in self.context})
 
 
 METRICS: dict[str, MetricInfo] = {}
@@ -60,9 +73,9 @@ def get_metric(name: str) -> MetricInfo:
         raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}") from None
 
 
-def list_metrics() -> list[str]:
-    """Registered metric names, in registration order."""
-    return list(METRICS)
+def list_metrics(group: str | None = None) -> list[str]:
+    """Registered metric names, in registration order; only those of ``group`` when given."""
+    return [name for name, info in METRICS.items() if group is None or info.group == group]
 
 
 def _psnr(pred, target):
@@ -110,6 +123,24 @@ def _vmaf_min_size() -> int:
     return VMAF_MIN_SIZE
 
 
+def _grid(pred, target, scale):
+    from perceptlab.metrics.fidelity import grid_score
+
+    return grid_score(pred, period=max(4, scale))  # period 4 also catches 2; larger scales their own
+
+
+def _lr_psnr(pred, target, scale, lr):
+    from perceptlab.metrics.fidelity import lr_psnr
+
+    return lr_psnr(pred, lr, scale)
+
+
+def _color_shift(pred, target):
+    from perceptlab.metrics.fidelity import color_shift
+
+    return color_shift(pred, target)
+
+
 # Smallest inputs of the backbones up to their last LPIPS layer (AlexNet relu5, VGG-16 relu5_3);
 # tests check them against the networks' own ``min_size``.
 _ALEX_MIN_SIZE = 31
@@ -132,5 +163,15 @@ for _info in (
                "DISTS structure and texture similarity (Ding et al. 2020)"),
     MetricInfo("vmaf", _vmaf, True, (0.0, 100.0), _vmaf_min_size(), (),
                "VMAF v0.6.1 per frame on BT.601 luma, via vmaf-torch (Li et al., Netflix 2016); needs perceptlab[vmaf]"),
+    # Super-resolution: three plain measures of what LPIPS and DISTS miss (PSNR-Y and SSIM-Y of the published
+    # protocol are registered by perceptlab.sr.protocol).
+    MetricInfo("grid", _grid, False, (0.0, 1.0), 16, (),
+               "a pattern fixed to the output's pixel grid: RMS of the phase means of the high-passed luma over "
+               "its RMS (perceptlab.metrics.fidelity)", needs_reference=False, context=("scale",), group="sr"),
+    MetricInfo("lr_psnr", _lr_psnr, True, (0.0, math.inf), 1, (),
+               "the output shrunk back by the scale (MATLAB bicubic) against its LR input, RGB PSNR in dB",
+               needs_reference=False, context=("scale", "lr"), group="sr"),
+    MetricInfo("color_shift", _color_shift, False, (0.0, 255.0), 1, (),
+               "largest per-channel difference of image means to the reference, in 8-bit levels", group="sr"),
 ):  # fmt: skip
     register(_info)

@@ -19,8 +19,6 @@ from PIL import Image
 from perceptlab._files import atomic_write_text
 
 SR_METRICS = ("psnr_y", "ssim_y", "lpips", "dists", "grid", "lr_psnr", "color_shift")
-# Better when lower; the others are better when higher.
-LOWER_IS_BETTER = frozenset({"lpips", "dists", "grid", "color_shift"})
 PROTOCOL = (
     "inputs: the benchmark's MATLAB-bicubic LR images; outputs clamped to [0, 1] and rounded to 8 bits; "
     "PSNR-Y / SSIM-Y: BT.601 luma (MATLAB rgb2ycbcr) rounded to 8 bits, `scale` border pixels shaved, "
@@ -30,11 +28,6 @@ PROTOCOL = (
     "against the LR input, RGB PSNR in dB; color_shift: largest per-channel difference of image means to "
     "the HR image, in 8-bit levels (perceptlab.metrics.fidelity)"
 )
-
-
-def grid_period(scale: int) -> int:
-    """The period of the grid measure for an SR factor: 4 (which also catches period 2), or the scale above 4."""
-    return max(4, scale)
 
 
 @torch.no_grad()
@@ -58,10 +51,10 @@ def evaluate_sr(
         ``(rows, mean, outputs)``: one dict per image (``name`` and each metric),
         the mean of each metric, and the clamped outputs (for pictures).
     """
-    from perceptlab.metrics import dists, lpips
-    from perceptlab.metrics.fidelity import color_shift, grid_score, lr_psnr
-    from perceptlab.sr.protocol import load_benchmark, sr_metrics
+    from perceptlab.metrics.registry import get_metric
+    from perceptlab.sr.protocol import load_benchmark
 
+    infos = [get_metric(m) for m in metrics]  # unknown names fail before any work
     items = load_benchmark(root, scale)
     iterator = items
     if progress:
@@ -72,17 +65,8 @@ def evaluate_sr(
     for item in iterator:
         sr = model(item.lr).clamp(0, 1)
         sr = torch.round(sr * 255) / 255  # what a saved PNG holds, for every metric alike
-        row = {"name": item.name, **sr_metrics(sr, item.hr, scale, is_gray=item.is_gray)}
-        if "lpips" in metrics:
-            row["lpips"] = float(lpips(sr, item.hr))
-        if "dists" in metrics:
-            row["dists"] = float(dists(sr, item.hr))
-        if "grid" in metrics:
-            row["grid"] = float(grid_score(sr, period=grid_period(scale)))
-        if "lr_psnr" in metrics:
-            row["lr_psnr"] = float(lr_psnr(sr, item.lr, scale))
-        if "color_shift" in metrics:
-            row["color_shift"] = float(color_shift(sr, item.hr))
+        context = {"scale": scale, "is_gray": item.is_gray, "lr": item.lr}
+        row = {"name": item.name} | {info.name: float(info(sr, item.hr, **context)[0]) for info in infos}
         rows.append({k: v for k, v in row.items() if k == "name" or k in metrics})
         outputs.append(sr)
     mean = {m: math.fsum(r[m] for r in rows) / len(rows) for m in metrics}
@@ -137,15 +121,18 @@ def evaluate_run(folder: str | Path, roots: Sequence[str | Path], scale: int, ex
 
 
 def summary(rows: Sequence[dict], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
-    """``{"mean": ..., "median": ..., "worst": ...}`` of each metric over the rows (worst: max or min by direction)."""
+    """``{"mean": ..., "median": ..., "worst": ...}`` of each metric over the rows (worst: by the metric's direction)."""
     import statistics
+
+    from perceptlab.metrics.registry import get_metric
+    import perceptlab.sr.protocol  # noqa: F401  (registers psnr_y and ssim_y)
 
     out: dict[str, dict[str, float]] = {"mean": {}, "median": {}, "worst": {}}
     for m in metrics:
         values = [r[m] for r in rows]
         out["mean"][m] = math.fsum(values) / len(values)
         out["median"][m] = statistics.median(values)
-        out["worst"][m] = max(values) if m in LOWER_IS_BETTER else min(values)
+        out["worst"][m] = min(values) if get_metric(m).higher_is_better else max(values)
     return out
 
 

@@ -12,6 +12,7 @@ With it, MATLAB-bicubic x4 on the benchmark files gives the published
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from perceptlab._checks import check_image, check_pair
+from perceptlab._checks import check_image, check_pair, check_range
 from perceptlab.io import ImageError, list_images, read_image
 from perceptlab.metrics.psnr import rgb_to_y
+from perceptlab.metrics.registry import METRICS, MetricInfo, register
 from perceptlab.metrics.psnr import psnr as _psnr
 from perceptlab.metrics.ssim import ssim as _ssim
 from perceptlab.ops import imresize
@@ -279,3 +281,27 @@ def _plane(x: torch.Tensor, is_gray: bool) -> torch.Tensor:
     if is_gray:
         return _quantize(x8.mean(dim=1, keepdim=True))
     return _quantize(rgb_to_y(x8, data_range=255.0))
+
+
+def _psnr_y(pred: torch.Tensor, target: torch.Tensor, scale: int, is_gray: bool) -> torch.Tensor:
+    check_range(pred, "pred")
+    check_range(target, "target")
+    return torch.tensor([sr_metrics(p[None], t[None], scale, is_gray=is_gray)["psnr_y"] for p, t in zip(pred, target)])
+
+
+def _ssim_y(pred: torch.Tensor, target: torch.Tensor, scale: int, is_gray: bool) -> torch.Tensor:
+    check_range(pred, "pred")
+    check_range(target, "target")
+    return torch.tensor([sr_metrics(p[None], t[None], scale, is_gray=is_gray)["ssim_y"] for p, t in zip(pred, target)])
+
+
+for _info in (
+    MetricInfo("psnr_y", _psnr_y, True, (0.0, math.inf), 1, (),
+               "PSNR-Y as SR papers report it: 8-bit BT.601 luma, scale pixels shaved (perceptlab.sr.protocol)",
+               context=("scale", "is_gray"), group="sr"),
+    MetricInfo("ssim_y", _ssim_y, True, (-1.0, 1.0), 11, (),
+               "SSIM-Y as SR papers report it: 8-bit BT.601 luma, scale pixels shaved (perceptlab.sr.protocol)",
+               context=("scale", "is_gray"), group="sr"),
+):  # fmt: skip
+    if _info.name not in METRICS:
+        register(_info)

