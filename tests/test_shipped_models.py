@@ -59,3 +59,26 @@ def test_at_least_three_styles_ship_and_stylize_runs_in_one_command(tmp_path):
     name = next(iter(shipped_style_models()))
     assert main(["stylize", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out.png"), "--model", name]) == 0
     assert Image.open(tmp_path / "out.png").size == (40, 30)
+
+
+def test_models_command_lists_every_shipped_model_with_task_size_and_summary(capsys):
+    import json
+
+    from perceptlab.cli import main
+    from perceptlab.sr.models import DEFAULT_SR_MODEL, shipped_sr_models
+    from perceptlab.style.models import shipped_style_models
+
+    assert main(["models", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == [*shipped_sr_models(), *shipped_style_models()]
+    for r in rows:
+        assert r["task"] in ("sr", "style") and r["size_bytes"] > 10_000 and len(r["summary"]) > 20
+        assert ("scale" in r) == (r["task"] == "sr") and ("style" in r) == (r["task"] == "style")
+    assert [r["name"] for r in rows if r["default"]] == [DEFAULT_SR_MODEL]
+    assert main(["models", "--task", "style"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(shipped_style_models()) and all(" style " in line for line in lines)
+    for command in ("upscale", "stylize"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "perceptlab models --task" in " ".join(capsys.readouterr().out.split())

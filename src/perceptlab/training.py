@@ -429,3 +429,31 @@ def train_loop(
             bar.close()
     mode(False)
     return {"steps": step, "seconds": seconds, "final": parts}
+
+
+def model_info(path: str | os.PathLike) -> dict:
+    """What a shipped model is, without loading its weights: ``{"name", "task", "net", "scale" or "style",
+    "steps", "summary", "size_bytes", "file"}``; the summary is the first paragraph of its card (``NAME.md``)
+    up to its first semicolon, and the card's losses line where it has one."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata() or {}
+    card = path.with_suffix(".md")
+    summary = ""
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+        first = " ".join(next((p for p in paragraphs if not p.startswith(("#", "-", "|"))), "").split())
+        summary = first.split("; ")[0].rstrip(".")
+        losses = next((line[len("- losses:"):].strip() for line in text.splitlines() if line.startswith("- losses:")), "")
+        if losses:
+            summary += f"; losses {losses}"
+    info = {"name": path.stem, "task": meta.get("task", "?"), "net": meta.get("net", "?")}
+    if "scale" in meta:
+        info["scale"] = int(meta["scale"])
+    if "style" in meta:
+        info["style"] = meta["style"]
+    return info | {"steps": int(meta.get("steps", 0)), "summary": summary, "size_bytes": path.stat().st_size,
+                   "file": str(path)}  # fmt: skip

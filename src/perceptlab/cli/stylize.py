@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="CONTENT", help="content image file or folder")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output file or folder")
-    p.add_argument("--model", help="style network: shipped name, model.safetensors, checkpoint.pt or run folder")
+    p.add_argument("--model", help="style network: a shipped name (list them with `perceptlab models --task style`), model.safetensors, checkpoint.pt or run folder")
     p.add_argument("--size", type=int, metavar="N",
                    help="resize each content image to a longer side of N first (at least 8)")  # fmt: skip
     p.add_argument("--preserve-colors", choices=("luminance", "histogram"),

@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image file or folder")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output file or folder")
-    p.add_argument("--model", default=DEFAULT_SR_MODEL, help=f"model name or file (default: {DEFAULT_SR_MODEL})")
+    p.add_argument("--model", default=DEFAULT_SR_MODEL, help=f"a shipped model (list them with `perceptlab models --task sr`), a model.safetensors, checkpoint.pt or run folder, or bicubic (default: {DEFAULT_SR_MODEL})")
     p.add_argument("--scale", type=int, default=None,
                    help=f"upscaling factor, for --model bicubic (default {BICUBIC_SCALE}); a trained model has its "
                         "own factor, and asking it for another is an error")  # fmt: skip

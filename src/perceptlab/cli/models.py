@@ -1,0 +1,47 @@
+"""``perceptlab models [--task sr|style] [--format table|json]``: the models shipped with perceptlab."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+TASKS = ("sr", "style")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "models", help="list the shipped models (SR and style)",
+        description="List the models shipped with perceptlab, trained by its own trainers: task, scale or style, "
+                    "a one-line summary from the model card (NAME.md beside the weights) and the file size. "
+                    "Use a name with --model of upscale, stylize or eval sr.",
+    )  # fmt: skip
+    p.add_argument("--task", choices=TASKS, help="only the models of this task")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    p.set_defaults(run=run)
+
+
+def shipped() -> list[dict]:
+    """Every shipped model's :func:`perceptlab.training.model_info`, SR first, the default SR model marked."""
+    from perceptlab.sr.models import DEFAULT_SR_MODEL, shipped_sr_models
+    from perceptlab.style.models import shipped_style_models
+    from perceptlab.training import model_info
+
+    rows = []
+    for path in [*shipped_sr_models().values(), *shipped_style_models().values()]:
+        info = model_info(path)
+        info["default"] = info["name"] == DEFAULT_SR_MODEL
+        rows.append(info)
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = [r for r in shipped() if args.task is None or r["task"] == args.task]
+    if args.format == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    for r in rows:
+        what = f"x{r['scale']}" if "scale" in r else r.get("style", "")
+        mark = " (default)" if r["default"] else ""
+        print(f"{r['name']:22s} {r['task']:5s} {what:22s} {r['size_bytes'] / 1e6:5.1f} MB  {r['summary']}{mark}")
+    return 0
