@@ -39,3 +39,17 @@ def test_main_job_command_runs(capsys, monkeypatch):
         pytest.skip("the README's example images (../shared/data) are not here")
     assert main(argv[1:]) == 0
     assert "lpips" in capsys.readouterr().out
+
+
+def test_readme_lists_every_loss_term_and_metric():
+    # The README's lists are the user's view of the registries: a new entry must show up there too.
+    from perceptlab.losses.combined import LOSS_TERMS
+    from perceptlab.score import scorable_metrics
+
+    text = README.read_text()
+    terms = text[text.index("Loss terms (`TERM[:ARG][*WEIGHT]`)"):]
+    terms = terms[: terms.index("\n\n")]
+    missing = [t for t in LOSS_TERMS if f"`{t}" not in terms]
+    assert not missing, f"README's loss-term list lacks {missing}"
+    missing = [m for m in scorable_metrics() if f"| `{m}` |" not in text]
+    assert not missing, f"README's metric table lacks {missing}"

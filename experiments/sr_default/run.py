@@ -168,7 +168,7 @@ def table(results: dict, bench: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-FIGURE_IMAGES = (("Set14", "img_003"), ("Set14", "img_005"), ("BSD100", "img_006"), ("BSD100", "img_078"))
+FIGURE_IMAGES = (("Set14", "face"), ("Set14", "monarch"), ("Set14", "zebra"), ("BSD100", "img_006"), ("BSD100", "img_078"))
 
 
 def _outputs(results: dict) -> tuple[list, dict]:
@@ -190,33 +190,12 @@ def _outputs(results: dict) -> tuple[list, dict]:
 
 def figures(results: dict) -> None:
     """Whole images at half size, and crops enlarged 3x (nearest neighbour) where the HR image is busiest."""
-    from PIL import Image
-
-    from perceptlab.plot import whole_image_sheet
+    from perceptlab.plot import crop_sheet, whole_image_sheet
 
     items, outputs = _outputs(results)
-    sheet = whole_image_sheet([(it.name, outputs[it.name]) for it in items])
-    sheet.save(DOCS / "sr_default_whole.jpg", quality=88)
-    crops = []
-    for it in items:
-        y, x = _busiest(it.hr, 64)
-        crops.append((f"{it.name} at ({x}, {y})",
-                      {k: _enlarge(v[..., y : y + 64, x : x + 64], 3) for k, v in outputs[it.name].items()}))
-    whole_image_sheet(crops, shrink=1).save(DOCS / "sr_default_crops.png")
-    del Image
-
-
-def _busiest(hr: torch.Tensor, size: int) -> tuple[int, int]:
-    """Top-left corner (on a multiple of 4) of the size x size window with the most gradient energy."""
-    y = hr.mean(1, keepdim=True)
-    energy = (y[..., 1:, :-1] - y[..., :-1, :-1]).abs() + (y[..., :-1, 1:] - y[..., :-1, :-1]).abs()
-    pooled = torch.nn.functional.avg_pool2d(energy, size, stride=4)
-    i = int(pooled.flatten().argmax())
-    return (i // pooled.shape[-1]) * 4, (i % pooled.shape[-1]) * 4
-
-
-def _enlarge(x: torch.Tensor, k: int) -> torch.Tensor:
-    return x.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1)
+    rows = [(it.name, outputs[it.name]) for it in items]
+    whole_image_sheet(rows).save(DOCS / "sr_default_whole.jpg", quality=88)
+    crop_sheet(rows, crop=64, zoom=3, focus="HR").save(DOCS / "sr_default_crops.png")
 
 
 def report(results: dict) -> str:
