@@ -380,3 +380,16 @@ def test_real_style_images_give_a_style_loss_that_ranks_them():
     loss = StyleTransferLoss(candy)
     crop = candy[..., 16:112, 16:112]
     assert loss(crop, crop)["style"] < loss(mosaic[..., :96, :96], mosaic[..., :96, :96])["style"]
+
+
+def test_trained_nearest_upsampling_network_round_trips_through_its_model_file(photos, style_file, tmp_path):
+    from perceptlab.style.models import load_style_model
+    from perceptlab.style.train import StyleTrainConfig, train_style
+
+    config = StyleTrainConfig(style=str(style_file), data=[str(photos)], steps=1, batch_size=1, image_size=32,
+                              upsample="nearest", threads=1)  # fmt: skip
+    train_style(config, tmp_path / "run", progress=False)
+    net = load_style_model(str(tmp_path / "run" / "model.safetensors"))
+    assert net.upsample == "nearest"
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        StyleTrainConfig(style=str(style_file), data=[str(photos)], upsample="bilinear").validate()

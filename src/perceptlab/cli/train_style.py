@@ -25,6 +25,8 @@ _STYLE_HELP = {
     "style_size": "longer side the style image is resized to; 0 keeps its size (else at least 8)",
     "norm": "normalisation layers of the network",
     "padding": "padding of the network's convolutions",
+    "upsample": "how the network doubles the resolution: the paper's transposed convolutions, or a nearest-neighbour "
+                "resize then a convolution, which leaves no checkerboard (Odena et al. 2016)",
     "vgg_weights": "VGG-16 weights of the loss (the default weights are tuned for vgg16)",
     "sample_image": "content image stylised into samples/ every --sample-every steps; none: the first training image",
     "sample_every": "steps between samples",
@@ -33,7 +35,8 @@ _STYLE_HELP = {
     "seed": "seed of every random stream",
     "threads": "torch CPU threads; 0: torch's default, one per core",
 }
-_STYLE_CHOICES = {"norm": ("instance", "batch"), "padding": ("reflect", "zeros"), "vgg_weights": ("vgg16", "vgg16_caffe")}
+_STYLE_CHOICES = {"norm": ("instance", "batch"), "padding": ("reflect", "zeros"), "upsample": ("transpose", "nearest"),
+                  "vgg_weights": ("vgg16", "vgg16_caffe")}  # fmt: skip
 
 
 def add_style_parser(tasks) -> None:

@@ -15,6 +15,9 @@ from perceptlab.nets.layers import SplitKernelConv2d, init_weights
 
 STYLE_NORMS = ("instance", "batch")
 STYLE_PADDINGS = ("reflect", "zeros")
+# How the decoder doubles the resolution: the paper's fractionally-strided convolutions, or a
+# nearest-neighbour resize then a 3x3 convolution (Odena et al. 2016), which leaves no checkerboard.
+STYLE_UPSAMPLES = ("transpose", "nearest")
 # Two stride-2 convolutions: the input is padded to a multiple of this.
 _STRIDE = 4
 # The 9x9 reflection padding of the padded input needs at least 5 rows; 8 is the next multiple of 4.
@@ -210,6 +213,12 @@ def _reflect_border(buffer: torch.Tensor, p: int) -> None:
     buffer[..., p + width :] = buffer[..., width - 1 : width + p - 1].flip(-1)
 
 
+def _nearest2(a: torch.Tensor, p: int) -> torch.Tensor:
+    """``a`` enlarged twice by nearest neighbour, channels-last, reflection-padded by ``p`` (for the next conv)."""
+    up = F.interpolate(a, scale_factor=2, mode="nearest").contiguous(memory_format=torch.channels_last)
+    return F.pad(up, (p, p, p, p), mode="reflect") if p else up
+
+
 class _ResidualBlock(nn.Module):
     """x + [conv3x3, norm, relu, conv3x3, norm](x), no activation after the sum (Gross and Wilber's variant)."""
 
@@ -278,8 +287,8 @@ class JohnsonStyleNet(nn.Module):
         conv 3x3 stride 2, norm, relu                128 x H'/4 x W'/4
         5 x residual block                           128 x H'/4 x W'/4
             [conv 3x3, norm, relu, conv 3x3, norm] + identity
-        conv 3x3 stride 1/2, norm, relu               64 x H'/2 x W'/2
-        conv 3x3 stride 1/2, norm, relu               32 x H' x W'
+        conv 3x3 stride 1/2, norm, relu               64 x H'/2 x W'/2   (upsample="nearest": nearest x2,
+        conv 3x3 stride 1/2, norm, relu               32 x H' x W'        then conv 3x3 stride 1)
         conv 9x9                                       3 x H' x W'
         (tanh + 1) / 2, crop to H x W                  3 x  H x  W   -> in (0, 1)
 
@@ -289,6 +298,15 @@ class JohnsonStyleNet(nn.Module):
     back: output size == input size, and the top-left pixel grid is the same
     for every size (which is what lets a batch-norm network be run tile by
     tile with the same result, see :func:`perceptlab.style.models.stylize_feedforward`).
+
+    **Upsampling.** ``"transpose"`` (default) is the paper's fractionally-strided
+    convolutions. Their kernel overlaps unevenly at stride 2, which prints a
+    pattern repeating every 4 output pixels (Odena, Dumoulin and Olah, 2016,
+    "Deconvolution and checkerboard artifacts"); ``"nearest"`` resizes by
+    nearest neighbour and then convolves (3x3, stride 1, padded like the other
+    convolutions), which cannot. The two have different parameter names
+    (``body.15`` instead of ``body.14`` for the first stage), so a model file
+    records which one it holds.
 
     **Normalisation.** ``"batch"`` is the paper's; ``"instance"`` (the default)
     is Ulyanov et al.'s instance normalisation, which they showed to give
@@ -350,6 +368,7 @@ class JohnsonStyleNet(nn.Module):
     Args:
         norm: ``"instance"`` or ``"batch"``.
         padding: ``"reflect"`` or ``"zeros"``.
+        upsample: ``"transpose"`` or ``"nearest"``.
 
     Shape:
         input: (N, 3, H, W) in [0, 1], H, W >= 8; output: (N, 3, H, W) in (0, 1).
@@ -368,24 +387,27 @@ class JohnsonStyleNet(nn.Module):
 
     name = "johnson_style"
 
-    def __init__(self, norm: str = "instance", padding: str = "reflect"):
+    def __init__(self, norm: str = "instance", padding: str = "reflect", upsample: str = "transpose"):
         super().__init__()
         if norm not in STYLE_NORMS:
             raise ValueError(f"norm must be one of {STYLE_NORMS}, got {norm!r}")
         if padding not in STYLE_PADDINGS:
             raise ValueError(f"padding must be one of {STYLE_PADDINGS}, got {padding!r}")
+        if upsample not in STYLE_UPSAMPLES:
+            raise ValueError(f"upsample must be one of {STYLE_UPSAMPLES}, got {upsample!r}")
         self.norm = norm
         self.padding = padding
+        self.upsample = upsample
         layers: list[nn.Module] = []
         for cin, cout, kernel, stride in ((3, 32, 9, 1), (32, 64, 3, 2), (64, 128, 3, 2)):
             layers += [_conv(cin, cout, kernel, padding, stride), _norm(norm, cout), nn.ReLU(inplace=True)]
         layers += [_ResidualBlock(128, norm, padding) for _ in range(5)]
         for cin, cout in ((128, 64), (64, 32)):
-            layers += [
-                nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=False),
-                _norm(norm, cout),
-                nn.ReLU(inplace=True),
-            ]
+            if upsample == "nearest":
+                up = [nn.Upsample(scale_factor=2, mode="nearest"), _conv(cin, cout, 3, padding)]
+            else:
+                up = [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=False)]
+            layers += [*up, _norm(norm, cout), nn.ReLU(inplace=True)]
         layers.append(_OutputConv(32, 3, 9, padding))
         self.body = nn.Sequential(*layers)
         init_weights(self)
@@ -414,14 +436,21 @@ class JohnsonStyleNet(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             return False
         body = self.body
-        if len(body) != 21 or not isinstance(body[20], _OutputConv):
+        up_layers = {"transpose": 3, "nearest": 4}[self.upsample]
+        n = 14 + 2 * up_layers
+        if len(body) != n + 1 or not isinstance(body[n], _OutputConv):
             return False
-        for i, layer in enumerate(body[:20]):
-            if i in (2, 5, 8, 16, 19) and type(layer) is not nn.ReLU:
+        ups = [14, 14 + up_layers]
+        for i, layer in enumerate(body[:n]):
+            if i in (2, 5, 8, *(u + up_layers - 1 for u in ups)) and type(layer) is not nn.ReLU:
                 return False
             if i in (0, 3, 6) and type(layer) is not nn.Conv2d:
                 return False
-            if i in (14, 17) and type(layer) is not nn.ConvTranspose2d:
+            if self.upsample == "transpose" and i in ups and type(layer) is not nn.ConvTranspose2d:
+                return False
+            if self.upsample == "nearest" and i in ups and not (
+                type(layer) is nn.Upsample and layer.mode == "nearest" and layer.scale_factor in (2, 2.0)
+                and type(body[i + 1]) is nn.Conv2d):
                 return False
             if 9 <= i < 14:
                 if not isinstance(layer, _ResidualBlock) or len(layer.body) != 5 or type(layer.body[2]) is not nn.ReLU:
@@ -430,7 +459,7 @@ class JohnsonStyleNet(nn.Module):
                     return False
                 if not all(_known_norm(norm) for norm in layer.body[1::3]):
                     return False
-            if i in (1, 4, 7, 15, 18) and not _known_norm(layer):
+            if i in (1, 4, 7, *(u + up_layers - 2 for u in ups)) and not _known_norm(layer):
                 return False
         return True
 
@@ -459,7 +488,7 @@ class JohnsonStyleNet(nn.Module):
             return out if p else h
 
         buffers = _Buffers()
-        out_conv = body[20]
+        out_conv = body[-1]
         p_out = out_conv.conv.kernel_size[0] // 2 if reflect else 0
         n, _, height, width = x.shape
         # The output convolution's padded input, at the end, takes the memory of the first padded buffer.
@@ -482,7 +511,11 @@ class JohnsonStyleNet(nn.Module):
             a, spare = out, a
         buffers.release(spare)
         buffers.release(t)
-        # Up: two transposed convolutions, then the output convolution.
-        a = normalized(body[14](a), body[15], 0)
-        a = normalized(body[17](a), body[18], p_out)
+        # Up: two transposed convolutions (or nearest x2 and a 3x3 convolution each), then the output convolution.
+        if self.upsample == "transpose":
+            a = normalized(body[14](a), body[15], 0)
+            a = normalized(body[17](a), body[18], p_out)
+        else:
+            a = normalized(conv(body[15], _nearest2(a, pad)), body[16], 0)
+            a = normalized(conv(body[19], _nearest2(a, pad)), body[20], p_out)
         return out_conv.forward_blocks(a, padded=reflect)

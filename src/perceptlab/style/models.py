@@ -51,13 +51,16 @@ def load_style_model(spec: str) -> torch.nn.Module:
         state = load_checkpoint(path)
         if "style" not in state.get("config", {}):
             raise ValueError(f"{path}: not a style training checkpoint")
-        net = JohnsonStyleNet(norm=state["config"]["norm"], padding=state["config"]["padding"])
+        config = state["config"]
+        net = JohnsonStyleNet(norm=config["norm"], padding=config["padding"], upsample=config.get("upsample", "transpose"))
         net.load_state_dict(state["net"])
     else:
         tensors, metadata = load_model_file(path)
         if metadata.get("task") != "style":
             raise ValueError(f"{path}: not a style model written by perceptlab (no 'task: style' metadata)")
-        net = JohnsonStyleNet(norm=metadata["norm"], padding=metadata["padding"])
+        # Files written before the option existed hold the paper's transposed convolutions.
+        net = JohnsonStyleNet(norm=metadata["norm"], padding=metadata["padding"],
+                              upsample=metadata.get("upsample", "transpose"))  # fmt: skip
         net.load_state_dict(tensors)
     net.requires_grad_(False)
     if net.norm == "batch":

@@ -55,6 +55,7 @@ class StyleTrainConfig(TrainConfig):
             its Grams; 0 keeps its size.
         norm: ``instance`` or ``batch`` (:class:`perceptlab.nets.style.JohnsonStyleNet`).
         padding: ``reflect`` or ``zeros``.
+        upsample: ``transpose`` (the paper's) or ``nearest`` (resize then convolve: no checkerboard).
         vgg_weights: ``vgg16`` (the weights above are tuned for it) or ``vgg16_caffe``.
         sample_image: content image stylised every ``sample_every`` steps into
             ``samples/``; default the first training image.
@@ -77,6 +78,7 @@ class StyleTrainConfig(TrainConfig):
     style_size: int = 256
     norm: str = "instance"
     padding: str = "reflect"
+    upsample: str = "transpose"
     vgg_weights: str | None = "vgg16"
     sample_image: str | None = None
     sample_every: int = 500
@@ -86,7 +88,7 @@ class StyleTrainConfig(TrainConfig):
     threads: int = 0
 
     def validate(self) -> None:
-        from perceptlab.nets.style import MIN_SIZE, STYLE_NORMS, STYLE_PADDINGS
+        from perceptlab.nets.style import MIN_SIZE, STYLE_NORMS, STYLE_PADDINGS, STYLE_UPSAMPLES
 
         if not self.style:
             raise ValueError("no style image: give one (--style)")
@@ -105,6 +107,8 @@ class StyleTrainConfig(TrainConfig):
             raise ValueError(f"vgg_weights must be vgg16 or vgg16_caffe, got {self.vgg_weights!r}")
         if self.norm not in STYLE_NORMS or self.padding not in STYLE_PADDINGS:
             raise ValueError(f"norm must be one of {STYLE_NORMS} and padding one of {STYLE_PADDINGS}")
+        if self.upsample not in STYLE_UPSAMPLES:
+            raise ValueError(f"upsample must be one of {STYLE_UPSAMPLES}, got {self.upsample!r}")
         if min(self.sample_every, self.ckpt_every, self.log_every) < 1:
             raise ValueError("sample_every, ckpt_every and log_every must be positive")
 
@@ -121,7 +125,7 @@ def _file_sha256(path: str) -> str:
 def save_style_weights(path: str | Path, net: torch.nn.Module, config: StyleTrainConfig, extra: dict) -> None:
     """Write the network's weights with what is needed to rebuild it in the metadata."""
     metadata = {
-        "task": "style", "net": net.name, "norm": config.norm, "padding": config.padding,
+        "task": "style", "net": net.name, "norm": config.norm, "padding": config.padding, "upsample": config.upsample,
         "style": Path(config.style).name, "config": json.dumps(dataclasses.asdict(config)), **extra,
     }  # fmt: skip
     save_model_file(path, net, metadata)
@@ -132,7 +136,7 @@ def _build(config: StyleTrainConfig):
     from perceptlab.nets.style import JohnsonStyleNet
     from perceptlab.style.losses import StyleTransferLoss
 
-    net = JohnsonStyleNet(norm=config.norm, padding=config.padding)
+    net = JohnsonStyleNet(norm=config.norm, padding=config.padding, upsample=config.upsample)
     loss = StyleTransferLoss(
         read_image(config.style), content_layers=config.content_layers, style_layers=config.style_layers,
         content_weight=config.content_weight, style_weight=config.style_weight, tv_weight=config.tv_weight,
@@ -147,7 +151,7 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     The run folder holds ``config.toml``, ``checkpoint.pt``, ``metrics.csv``
     (step, seconds, loss, content, style, tv), ``samples/step_NNNNNN.png``
     and, at the end, ``model.safetensors`` (metadata ``task = "style"``, the
-    net's ``norm`` and ``padding``, the style file's name and sha256, the
+    net's ``norm``, ``padding`` and ``upsample``, the style file's name and sha256, the
     configuration, the steps and the training time).
 
     Returns:
