@@ -123,6 +123,9 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"perceptlab weights cache: {os.environ.get('PERCEPTLAB_CACHE')}"
 
 
+CLI_WEIGHTS_ERROR = "perceptlab: error: could not get the weights"
+
+
 def weights_unavailable(error: BaseException) -> bool:
     """True for the resolver's "every source failed" error, not for a bad file or an unknown name."""
     return isinstance(error, weights.WeightsError) and str(error).startswith("could not get the weights")
@@ -133,8 +136,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """Report a test that failed only because pretrained weights cannot be had as skipped, saying why."""
     outcome = yield
     report = outcome.get_result()
+    what = None
     if report.failed and call.excinfo is not None and weights_unavailable(call.excinfo.value):
         what = str(call.excinfo.value).splitlines()[0].removesuffix(" Tried:").rstrip(".")
+    elif report.failed and report.when == "call":
+        # A command run through main() reports the same error as its one line on stderr, exit status 2.
+        line = next((x for x in report.capstderr.splitlines() if x.startswith(CLI_WEIGHTS_ERROR)), None)
+        if line is not None:
+            what = line.removeprefix("perceptlab: error: ").split(". Tried:")[0].removesuffix(" Tried:").rstrip(".")
+    if what is not None:
         reason = (
             f"pretrained weights unavailable: {what} (not in the cache {os.environ.get('PERCEPTLAB_CACHE')}, "
             "and every source failed); provide them with `perceptlab weights fetch NAME --from FILE` "
