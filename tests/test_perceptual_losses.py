@@ -144,3 +144,24 @@ def test_feature_spec_weights_each_layer():
     assert torch.allclose(loss(pred, target), one(pred, target) + 4 * two(pred, target), rtol=1e-5)
     with pytest.raises(ValueError, match="layer weight must be a number"):
         build_loss("feature:relu2_2=x", vgg_weights=None)
+
+
+def test_feature_loss_jitter_crops_both_images_by_the_same_random_offset():
+    from perceptlab.losses.perceptual import FeatureLoss
+
+    loss = build_loss("feature:relu1_2,relu2_2=4,jitter=8", vgg_weights=None)
+    assert loss.jitter == 8 and loss.layer_weights == {"relu1_2": 1.0, "relu2_2": 4.0}
+    plain = FeatureLoss({"relu1_2": 1.0, "relu2_2": 4.0}, weights=None)
+    plain.load_state_dict(loss.state_dict())
+    pred, target = torch.rand(1, 3, 24, 24), torch.rand(1, 3, 24, 24)
+    torch.manual_seed(3)
+    dy, dx = (int(v) for v in torch.randint(8, (2,)))
+    torch.manual_seed(3)
+    got = loss(pred, target)
+    assert torch.allclose(got, plain(pred[..., dy:, dx:], target[..., dy:, dx:]), rtol=1e-5)
+    # A pattern fixed to the pixel grid is seen at varying phases: the loss of a shifted pair varies by call.
+    values = {round(float(loss(pred, target)), 6) for _ in range(6)}
+    assert len(values) > 1
+    assert build_loss("feature:relu2_2", vgg_weights=None).jitter == 0
+    with pytest.raises(ValueError, match="jitter"):
+        FeatureLoss("relu1_2", weights=None, jitter=-1)

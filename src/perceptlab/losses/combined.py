@@ -32,8 +32,12 @@ def _feature(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = 
              **_) -> nn.Module:  # fmt: skip
     from perceptlab.losses.perceptual import FeatureLoss
 
-    return FeatureLoss(_layers(arg, "relu2_2"), weights=vgg_weights, channels_last=channels_last,
-                       precision=vgg_precision)  # fmt: skip
+    layers = _layers(arg, "relu2_2")
+    jitter = layers.pop("jitter", 0)  # "jitter=16" is an option, not a layer
+    if jitter != int(jitter):
+        raise ValueError(f"feature loss: jitter must be a whole number of pixels, got {jitter}")
+    return FeatureLoss(layers, weights=vgg_weights, channels_last=channels_last, precision=vgg_precision,
+                       jitter=int(jitter))  # fmt: skip
 
 
 def _layers(arg: str | None, default: str) -> dict[str, float]:
@@ -112,8 +116,8 @@ def _choose(term: str, options: dict, arg: str):
 # name -> (builder, one-line help). Explicit, so that `perceptlab` lists exactly what exists.
 LOSS_TERMS: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "pixel": (_pixel, "pixel:l1|mse|charbonnier (default mse)"),
-    "feature": (_feature, "feature:LAYER[=W][,LAYER[=W]...] VGG-16 feature reconstruction, each layer weighted W "
-                          "(default relu2_2, W 1)"),
+    "feature": (_feature, "feature:LAYER[=W][,LAYER[=W]...][,jitter=N] VGG-16 feature reconstruction, each layer "
+                          "weighted W (default relu2_2, W 1); jitter: random crop offset 0..N-1 per call"),
     "style": (_style, "style:LAYER[,LAYER...] Gram-matrix style loss (default relu1_2,relu2_2,relu3_3,relu4_3)"),
     "tv": (_tv, "tv:l1|l2 total variation (default l2)"),
     "lpips": (_lpips, "lpips:alex|vgg LPIPS distance (default alex)"),

@@ -105,6 +105,10 @@ class FeatureLoss(_VGGLoss):
         precision: ``"fp32"`` (default) or ``"bf16"``: VGG in bfloat16, the
             distances in float32; faster only on CPUs with bfloat16 units
             (:func:`perceptlab.features.base.native_bf16`, benchmarks/README.md).
+        jitter: at each call, crop the same random 0..jitter-1 rows and columns off
+            the top and left of both images (16 for relu5_3: its pooling stride), so
+            that the loss cannot be lowered by a pattern fixed to the output's grid.
+            Uses torch's global random stream (saved with training checkpoints).
 
     Shape:
         pred, target (N, 3, H, W) in [0, 1] -> (N,) or scalar.
@@ -120,12 +124,22 @@ class FeatureLoss(_VGGLoss):
     """
 
     def __init__(self, layers="relu2_2", weights="vgg16", weights_file=None, pooling="max",
-                 channels_last=True, reduction="mean", precision="fp32"):  # fmt: skip
+                 channels_last=True, reduction="mean", precision="fp32", jitter: int = 0):  # fmt: skip
         super().__init__(layers, weights, weights_file, pooling, channels_last, reduction, precision)
+        if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
+            raise ValueError(f"jitter must be a non-negative int, got {jitter!r}")
+        self.jitter = jitter
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         check_pair(pred, target, channels=3)
         check_range(target, "target")
+        if self.jitter:
+            # Both images lose the same random 0..jitter-1 top rows and left columns, so that VGG's pooling
+            # grid (stride 16 at relu5_3) lands on a different phase of the output's pixel grid at every call.
+            # Aligned, it lets a network that upsamples in fixed 2x2 or 4x4 phases (sub-pixel convolution)
+            # lower the loss with a pattern fixed to that grid (docs/experiments/sr_default.md).
+            dy, dx = (int(v) for v in torch.randint(self.jitter, (2,)))
+            pred, target = pred[..., dy:, dx:], target[..., dy:, dx:]
         with torch.no_grad():
             target_features = self.net(target)
         values = feature_reconstruction_loss(self.net(pred), target_features, self.layer_weights)
