@@ -457,3 +457,34 @@ def model_info(path: str | os.PathLike) -> dict:
         info["style"] = meta["style"]
     return info | {"steps": int(meta.get("steps", 0)), "summary": summary, "size_bytes": path.stat().st_size,
                    "file": str(path)}  # fmt: skip
+
+
+def load_trained(spec: str, shipped: Mapping[str, Path], task: str, build: Callable[[Mapping], torch.nn.Module],
+                 checkpoint_of_task: Callable[[Mapping], bool] = lambda config: True,
+                 what: str | None = None) -> torch.nn.Module:  # fmt: skip
+    """A network a trainer of ``task`` wrote, ready for inference (eval mode, no gradients).
+
+    Args:
+        spec: a shipped name (``shipped``), a ``model.safetensors``, a ``checkpoint.pt`` or a run folder.
+        build: makes the empty network from its settings: a model file's metadata (strings) or a
+            checkpoint's configuration.
+        checkpoint_of_task: tells from a checkpoint's configuration that ``task``'s trainer wrote it.
+        what: the kind of model in messages (default ``task``).
+
+    Raises:
+        ValueError: an unknown spec, or a file another task (or no perceptlab trainer) wrote.
+    """
+    path = resolve_model_file(spec, shipped, what or task)
+    if path.suffix == ".pt":
+        state = load_checkpoint(path)
+        if not checkpoint_of_task(state.get("config", {})):
+            raise ValueError(f"{path}: not a {what or task} training checkpoint")
+        net, tensors = build(state["config"]), state["net"]
+    else:
+        tensors, metadata = load_model_file(path)
+        if metadata.get("task") != task:
+            raise ValueError(f"{path}: not a {what or task} model written by perceptlab (no 'task: {task}' metadata)")
+        net = build(metadata)
+    net.load_state_dict(tensors)
+    net.requires_grad_(False)
+    return net.eval()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from perceptlab.nets.fold import fold_batchnorm
-from perceptlab.training import load_model_file, resolve_model_file, shipped_models
+from perceptlab.training import load_trained, shipped_models
 
 SHIPPED_SR = ("johnson_x4_vgg_pixel", "srcnn_x4_vgg", "srcnn_x4_mse", "johnson_x4_vgg", "johnson_x4_mse")
 # Perceptual by default: the VGG loss plus a pixel term, better than the other VGG-loss
@@ -38,20 +38,8 @@ def load_sr_model(spec: str, scale: int = 4) -> torch.nn.Module:
 
     if spec == "bicubic":
         return build_sr_net("bicubic", scale=scale).eval()
-    path = resolve_model_file(spec, shipped_sr_models(), "SR")
-    if path.suffix == ".pt":
-        from perceptlab.training import load_checkpoint
-
-        state = load_checkpoint(path)
-        net = build_sr_net(state["config"]["net"], scale=int(state["config"]["scale"]))
-        net.load_state_dict(state["net"])
-    else:
-        tensors, metadata = load_model_file(path)
-        if metadata.get("task") != "sr":
-            raise ValueError(f"{path}: not an SR model written by perceptlab (no 'task: sr' metadata)")
-        net = build_sr_net(metadata["net"], scale=int(metadata["scale"]))
-        net.load_state_dict(tensors)
-    net.requires_grad_(False)
+    net = load_trained(spec, shipped_sr_models(), "sr",
+                       lambda settings: build_sr_net(settings["net"], scale=int(settings["scale"])), what="SR")  # fmt: skip
     net = fold_batchnorm(net.eval())
     # Channels-last roughly doubles CPU convolution speed for these nets (benchmarks/bench_upscale.py).
     return net.to(memory_format=torch.channels_last)

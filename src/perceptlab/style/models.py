@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from perceptlab._checks import check_image
-from perceptlab.training import load_model_file, resolve_model_file, shipped_models
+from perceptlab.training import load_trained, shipped_models
 
 SHIPPED_STYLE = ("style_starry_night", "style_udnie", "style_wave")
 # Enough context around a tile for a batch-norm network (its receptive field reaches 57 pixels),
@@ -44,25 +44,12 @@ def load_style_model(spec: str) -> torch.nn.Module:
     from perceptlab.nets.style import JohnsonStyleNet
     from perceptlab.nets.fold import fold_batchnorm
 
-    path = resolve_model_file(spec, shipped_style_models(), "style")
-    if path.suffix == ".pt":
-        from perceptlab.training import load_checkpoint
-
-        state = load_checkpoint(path)
-        if "style" not in state.get("config", {}):
-            raise ValueError(f"{path}: not a style training checkpoint")
-        config = state["config"]
-        net = JohnsonStyleNet(norm=config["norm"], padding=config["padding"], upsample=config.get("upsample", "transpose"))
-        net.load_state_dict(state["net"])
-    else:
-        tensors, metadata = load_model_file(path)
-        if metadata.get("task") != "style":
-            raise ValueError(f"{path}: not a style model written by perceptlab (no 'task: style' metadata)")
+    def build(settings) -> JohnsonStyleNet:
         # Files written before the option existed hold the paper's transposed convolutions.
-        net = JohnsonStyleNet(norm=metadata["norm"], padding=metadata["padding"],
-                              upsample=metadata.get("upsample", "transpose"))  # fmt: skip
-        net.load_state_dict(tensors)
-    net.requires_grad_(False)
+        return JohnsonStyleNet(norm=settings["norm"], padding=settings["padding"],
+                               upsample=settings.get("upsample", "transpose"))  # fmt: skip
+
+    net = load_trained(spec, shipped_style_models(), "style", build, lambda config: "style" in config)
     if net.norm == "batch":
         net = fold_batchnorm(net.eval()).to(memory_format=torch.channels_last)
     return net.eval()
