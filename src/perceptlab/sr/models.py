@@ -14,7 +14,8 @@ import torch
 from perceptlab.nets.fold import fold_batchnorm
 from perceptlab.training import load_trained, shipped_models
 
-SHIPPED_SR = ("johnson_x4_vgg_pixel", "srcnn_x4_vgg", "srcnn_x4_mse", "johnson_x4_vgg", "johnson_x4_mse")
+SHIPPED_SR = ("johnson_x4_vgg_pixel", "perceptsr_x4_psnr", "srcnn_x4_vgg", "srcnn_x4_mse", "johnson_x4_vgg",
+              "johnson_x4_mse")
 # Perceptual by default: the VGG loss plus a pixel term, better than the other VGG-loss
 # models on all 6 LPIPS/DISTS benchmark means and without their failures on large flat
 # bright areas (docs/experiments/sr_crop.md).
