@@ -53,6 +53,8 @@ STOPPED = {
                                                     "lr_psnr": (47.0, 46.8), "color_shift": (0.36, 0.33)}},
     "perceptsr_x4_vgg (jitter=16)": {1100: {"grid": (0.192, 0.199), "psnr_y": (31.95, 26.10),
                                             "lr_psnr": (46.6, 46.5), "color_shift": (0.34, 0.29)}},
+    "perceptsr_x4_vgg22 (relu2_2 only)": {500: {"grid": (0.216, 0.255), "psnr_y": (31.66, 25.94),
+                                                "lr_psnr": (48.9, 48.3), "color_shift": (0.12, 0.16)}},
 }  # fmt: skip
 BASELINES = ("bicubic", "johnson_x4_vgg_pixel")  # the old default
 BENCHMARKS = ("Set5", "Set14", "BSD100")
@@ -253,9 +255,11 @@ def report(results: dict) -> str:
               "net starts grid-free (ICNR sub-pixel layers, bicubic skip), so the loss teaches it the pattern. "
               "Hypothesis tested: the crops put VGG's pooling grid on the same output phase at every step. "
               "Cropping both images by a random 0-15 pixels before VGG (`jitter=16`) did not help (0.19-0.20 at "
-              "step 1100), so that is not the cause. Next to try: a resize-convolution tail instead of sub-pixel "
-              "layers (each output phase then comes from the same filters), the VGG term on relu2_2 only, or an "
-              "explicit penalty on the phase means; and a GAN term for the LPIPS/DISTS targets.", ""]  # fmt: skip
+              "step 1100), so that is not the cause. Nor is the deep layer: relu2_2 alone gives a stronger grid "
+              "(0.22 / 0.26 at step 500). Next to try: a resize-convolution tail instead of the sub-pixel layers "
+              "(then every output phase comes from the same filters, so a phase-fixed pattern cannot be made "
+              "cheaply), or an explicit penalty on the phase means; then a GAN term for the LPIPS/DISTS "
+              "targets.", ""]  # fmt: skip
     lines += ["## Pictures", "",
               "Whole images at half size (bicubic, each model, HR): `sr_default_whole.jpg`.", "",
               "![whole images](sr_default_whole.jpg)", "",
