@@ -264,8 +264,12 @@ def test_a_bad_file_in_a_folder_stops_or_is_skipped_with_keep_going(files, capsy
     assert "--keep-going" in line
     if command != "score":
         assert sorted(p.name for p in out.iterdir()) == ["p0.png"]  # what was done before the stop is kept
-    line = _fails([*argv, "--keep-going"], capsys, "1 of 3", "p1.png")
+    assert main([str(a) for a in [*argv, "--keep-going"]]) == 2
     err = capsys.readouterr().err
+    failed = [x for x in err.splitlines() if x.startswith("perceptlab: failed:")]
+    final = [x for x in err.splitlines() if x.startswith("perceptlab: error:")]
+    assert len(failed) == 1 and "p1.png" in failed[0]  # reported as it failed, on one line
+    assert len(final) == 1 and "1 of 3" in final[0] and "p1.png" in final[0]  # and listed at the end
     if command == "score":
         rows = (out / "scores.csv").read_text().splitlines()
         assert any(r.startswith("p0") or "p0.png" in r for r in rows) and not any("p1.png" in r for r in rows)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from perceptlab import weights as w
+from perceptlab.weights import formats
 from perceptlab.cli import main
 
 
@@ -30,20 +31,20 @@ class _Evil:
 
 def test_numpy_unpickler_reads_nested_arrays():
     data = pickle.dumps({"a": {"k": np.arange(6, dtype=np.float32).reshape(2, 3)}, "b": np.ones(2)})
-    out = w.read_numpy_pickle(data)
+    out = formats.read_numpy_pickle(data)
     assert set(out) == {"a/k", "b"} and out["a/k"].shape == (2, 3)
 
 
 def test_numpy_unpickler_refuses_code():
     with pytest.raises(pickle.UnpicklingError, match="posix.system|os.system|only numpy"):
-        w.read_numpy_pickle(pickle.dumps({"x": _Evil()}))
+        formats.read_numpy_pickle(pickle.dumps({"x": _Evil()}))
 
 
 def test_torch_reader_refuses_code():
     buf = io.BytesIO()
     torch.save({"x": _Evil()}, buf)
     with pytest.raises(pickle.UnpicklingError):
-        w.read_torch_file(buf.getvalue())
+        formats.read_torch_file(buf.getvalue())
 
 
 def test_flax_kernels_are_transposed_to_oihw():
@@ -53,7 +54,7 @@ def test_flax_kernels_are_transposed_to_oihw():
     kernel = rng.standard_normal((3, 3, 2, 4)).astype(np.float32)  # H, W, I, O
     x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
     raw = {f"Net/Conv_{i}/kernel": kernel for i in range(1)} | {"Net/Conv_0/bias": np.zeros(4, np.float32)}
-    state = w._from_flax(("conv1",), "Net")(raw)
+    state = formats._from_flax(("conv1",), "Net")(raw)
     y = torch.nn.functional.conv2d(torch.from_numpy(x), state["conv1.weight"])
     direct = np.einsum("hwio,nihw->no", kernel, x[:, :, 1:4, 1:4])
     assert np.allclose(y[:, :, 1, 1].numpy(), direct, atol=1e-5)
@@ -68,7 +69,7 @@ def _fake_spec(tmp_path):
     with zipfile.ZipFile(archive_path, "w") as zf:
         zf.writestr("fake/weights.pt", member)
     archive = archive_path.read_bytes()
-    common = dict(reader=w.read_torch_file, converter=w._dists_from_torch)
+    common = dict(reader=formats.read_torch_file, converter=formats._dists_from_torch)
     spec = w.WeightSpec(
         name="fake",
         description="test weights",

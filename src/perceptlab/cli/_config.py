@@ -32,15 +32,14 @@ def _split(text: str) -> list[str]:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_class, helps: Mapping[str, str],
-                     choices: Mapping[str, tuple] | None = None, lists: Mapping[str, ListFlag] | None = None,
-                     skip: tuple[str, ...] = ()) -> tuple[str, ...]:  # fmt: skip
+                     choices: Mapping[str, tuple] | None = None,
+                     lists: Mapping[str, ListFlag] | None = None) -> tuple[str, ...]:  # fmt: skip
     """Add one flag per field of ``config_class``; return the field names (for :func:`overrides`).
 
     Args:
         helps: what each field means; the default (and the choices) are appended.
         choices: allowed values of some fields.
         lists: how the list fields are given.
-        skip: fields given some other way (none today).
 
     Raises:
         KeyError: a field has no help text, or a list field no :class:`ListFlag`.
@@ -49,8 +48,6 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class, helps: Mappi
     defaults = dataclasses.asdict(config_class())
     names = []
     for f in dataclasses.fields(config_class):
-        if f.name in skip:
-            continue
         if f.name not in helps:
             raise KeyError(f"{config_class.__name__}.{f.name} has no help text in the CLI: add it")
         default = defaults[f.name]

@@ -247,6 +247,15 @@ def sr_metrics(sr: torch.Tensor, hr: torch.Tensor, scale: int, is_gray: bool = F
         Wang et al., "Image quality assessment: from error visibility to
         structural similarity", IEEE TIP 2004.
     """
+    sr_plane, hr_plane = _shaved_planes(sr, hr, scale, is_gray)
+    return {
+        "psnr_y": _psnr(sr_plane, hr_plane, data_range=255.0).item(),
+        "ssim_y": _ssim(sr_plane, hr_plane, data_range=255.0).item(),
+    }
+
+
+def _shaved_planes(sr: torch.Tensor, hr: torch.Tensor, scale: int, is_gray: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 1-4 of :func:`sr_metrics`: the 8-bit Y (or gray) planes of both images, ``scale`` pixels shaved."""
     check_pair(sr, hr)
     check_scale(scale, allow_zero=True)
     if not is_gray and sr.shape[1] != 3:
@@ -257,12 +266,7 @@ def sr_metrics(sr: torch.Tensor, hr: torch.Tensor, scale: int, is_gray: bool = F
     if min(h, w) - 2 * scale < 11:
         raise ValueError(f"shaving {scale} pixels off a {h}x{w} image leaves less than the 11x11 SSIM window")
     sr_plane, hr_plane = _plane(sr, is_gray), _plane(hr, is_gray)
-    sr_plane = sr_plane[..., scale : h - scale, scale : w - scale]
-    hr_plane = hr_plane[..., scale : h - scale, scale : w - scale]
-    return {
-        "psnr_y": _psnr(sr_plane, hr_plane, data_range=255.0).item(),
-        "ssim_y": _ssim(sr_plane, hr_plane, data_range=255.0).item(),
-    }
+    return sr_plane[..., scale : h - scale, scale : w - scale], hr_plane[..., scale : h - scale, scale : w - scale]
 
 
 def _quantize(x: torch.Tensor) -> torch.Tensor:
@@ -286,13 +290,13 @@ def _plane(x: torch.Tensor, is_gray: bool) -> torch.Tensor:
 def _psnr_y(pred: torch.Tensor, target: torch.Tensor, scale: int, is_gray: bool) -> torch.Tensor:
     check_range(pred, "pred")
     check_range(target, "target")
-    return torch.tensor([sr_metrics(p[None], t[None], scale, is_gray=is_gray)["psnr_y"] for p, t in zip(pred, target)])
+    return _psnr(*_shaved_planes(pred, target, scale, is_gray), data_range=255.0, reduction="none")
 
 
 def _ssim_y(pred: torch.Tensor, target: torch.Tensor, scale: int, is_gray: bool) -> torch.Tensor:
     check_range(pred, "pred")
     check_range(target, "target")
-    return torch.tensor([sr_metrics(p[None], t[None], scale, is_gray=is_gray)["ssim_y"] for p, t in zip(pred, target)])
+    return _ssim(*_shaved_planes(pred, target, scale, is_gray), data_range=255.0, reduction="none")
 
 
 for _info in (

@@ -49,18 +49,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from perceptlab._files import OutputError, atomic_write, atomic_write_text, check_output_dir
-from perceptlab.weights.formats import (  # noqa: F401  (part of this module's namespace, as before the split)
-    WeightsError,
-    ALEXNET_CONVS,
-    VGG16_CONVS,
-    _dists_from_torch,
-    _from_flax,
-    _from_torchvision,
-    _lpips_heads_from_torch,
-    read_numpy_pickle,
-    read_onnx_initializers,
-    read_torch_file,
-)
+from perceptlab.weights.formats import WeightsError
 from perceptlab.weights.specs import SPECS, Source, WeightSpec
 
 __all__ = [
