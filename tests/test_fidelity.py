@@ -77,3 +77,34 @@ def test_lr_consistency_loss_ignores_detail_the_input_cannot_see_and_sees_a_cast
         build_loss("lr")
     with pytest.raises(ValueError, match="multiple of the scale"):
         lr_consistency_loss(torch.rand(1, 3, 18, 16), torch.rand(1, 3, 18, 16), 4)
+
+
+def test_grid_loss_sees_a_lattice_the_target_lacks_and_not_the_targets_own_detail():
+    from perceptlab.losses.grid import GridLoss, grid_loss
+
+    photo = _photo()[..., :96, :96].to(torch.float64)
+    assert float(grid_loss(photo, photo)) == 0.0
+    lattice = 0.03 * ((torch.arange(96) % 4 == 0).double() - 0.25)
+    # About the square of the grid measure for a target without a lattice.
+    loss = float(grid_loss(photo + lattice, photo))
+    assert loss == pytest.approx(float(grid_score((photo + lattice).clamp(0, 1))) ** 2, rel=0.5)
+    # Detail without a lattice (noise, a shift of the target by one pixel) costs a small fraction of that.
+    noisy = photo + 0.03 * torch.randn(photo.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert float(grid_loss(noisy, photo)) < loss / 10
+    assert float(grid_loss(photo.roll(1, -1), photo)) < loss / 10
+    # A flat target does not blow the ratio up: its detail counts as (2/255)^2; the gradient is the analytic one.
+    flat = torch.full((1, 3, 32, 32), 0.5, dtype=torch.float64)
+    # (the phase means are about the lattice less its mean: a 9-pixel box does not hold whole periods of 4)
+    high = lattice[:32] - lattice[:32].mean()
+    expected = float(high.square().mean()) / (2 / 255) ** 2
+    assert expected * 0.6 < float(grid_loss(flat + lattice[:32], flat)) < expected
+    pred = (photo[:, :, :24, :24] + lattice[:24]).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p: grid_loss(p, photo[:, :, :24, :24]), (pred,))
+    assert isinstance(build_loss("grid", scale=4), GridLoss) and build_loss("grid", scale=4).period == 4
+    assert build_loss("grid:2").period == 2
+    with pytest.raises(ValueError, match="needs a period"):
+        build_loss("grid")
+    with pytest.raises(ValueError, match="whole number"):
+        build_loss("grid:x")
+    with pytest.raises(ValueError, match="at least 2"):
+        build_loss("grid:1")

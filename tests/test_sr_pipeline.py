@@ -112,6 +112,23 @@ def test_models_load_from_run_folder_weights_and_checkpoint(photos, tmp_path):
         load_sr_model("no_such_model")
 
 
+def test_perceptsr_upsample_option_is_trained_recorded_and_rebuilt(photos, tmp_path):
+    train_sr(_config(photos, net="perceptsr", upsample="nearest", steps=2, scale=2), tmp_path / "run", progress=False)
+    _, meta = load_model_file(tmp_path / "run" / "model.safetensors")
+    assert meta["upsample"] == "nearest"
+    for spec in (tmp_path / "run" / "model.safetensors", tmp_path / "run" / "checkpoint.pt"):
+        net = load_sr_model(str(spec))
+        assert net.upsample == "nearest" and not any(isinstance(m, torch.nn.PixelShuffle) for m in net.modules())
+    # The network's own upsampling when not given; refused for a net without the option.
+    train_sr(_config(photos, net="perceptsr", steps=1, scale=2), tmp_path / "own", progress=False)
+    assert "upsample" not in load_model_file(tmp_path / "own" / "model.safetensors")[1]
+    assert load_sr_model(str(tmp_path / "own")).upsample == "subpixel"
+    with pytest.raises(ValueError, match="option of the perceptsr net only"):
+        _config(photos, upsample="nearest").validate()
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        _config(photos, net="perceptsr", upsample="bilinear").validate()
+
+
 def test_tiled_upscaling_equals_whole_image_inference_away_from_tiles():
     torch.manual_seed(0)
     net = build_sr_net("johnson", scale=4).eval()
@@ -186,10 +203,12 @@ def test_folding_batchnorm_keeps_the_outputs(name):
 
 @pytest.mark.parametrize("name,scale", [("srcnn", 4), ("srcnn", 3), ("bicubic", 4), ("johnson", 4),
                                         ("johnson", 2), ("johnson", 8), ("srresnet", 4), ("srresnet", 2),
-                                        ("perceptsr", 2), ("perceptsr", 4), ("perceptsr", 8)])  # fmt: skip
+                                        ("perceptsr", 2), ("perceptsr", 4), ("perceptsr", 8),
+                                        ("perceptsr:nearest", 4), ("perceptsr:nearest", 8)])  # fmt: skip
 def test_each_network_tile_context_is_enough_for_exact_tiling(name, scale):
     torch.manual_seed(0)
-    net = build_sr_net(name, scale=scale).eval()
+    name, _, upsample = name.partition(":")
+    net = build_sr_net(name, scale=scale, **({"upsample": upsample} if upsample else {})).eval()
     lr = torch.rand(1, 3, 37, 45) if scale < 8 else torch.rand(1, 3, 21, 27)
     with torch.no_grad():
         if name == "srresnet":  # untrained, it outputs values in the ten thousands: bring them to [0, 1]
@@ -218,18 +237,20 @@ def _tiled_float(net, lr, scale, tile, overlap):
     return out
 
 
-@pytest.mark.parametrize("name", ["johnson", "perceptsr"])
+@pytest.mark.parametrize("name", ["johnson", "perceptsr", "perceptsr:nearest"])
 @pytest.mark.parametrize("scale", [2, 4, 8])
 @pytest.mark.parametrize("part", ["head", "tail"])
 def test_two_level_tiling_context_is_exact_and_one_pixel_less_is_not(part, scale, name):
     # In float: tiled equals whole-image inference to rounding with each stage's context,
     # and one pixel short of either, the regions (head) or the tiles (tail) show.
     torch.manual_seed(0)
-    net = build_sr_net(name, scale=scale).eval()
-    if name == "perceptsr":
+    if name == "johnson":
+        net = build_sr_net(name, scale=scale).eval()
+    else:
         # Untrained, its residual branches and last layer start small, and through 18 convolutions an
         # error at the edge of the reach fades below float noise: two blocks and larger weights show it.
-        net = PerceptSRNet(scale=scale, n_blocks=2).eval()
+        upsample = "nearest" if name.endswith("nearest") else "subpixel"
+        net = PerceptSRNet(scale=scale, n_blocks=2, upsample=upsample).eval()
         with torch.no_grad():
             for p in net.parameters():
                 p.normal_(0, 0.05)

@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 DATA = ROOT.parent / "shared" / "data"
 DOCS = ROOT / "docs" / "experiments"
 STAGES = {"perceptsr_x4_psnr": None, "perceptsr_x4_vgg": "perceptsr_x4_psnr",
-          "perceptsr_x4_vgg22": "perceptsr_x4_psnr"}  # run -> run it starts from
+          "perceptsr_x4_vgg22": "perceptsr_x4_psnr", "perceptsr_x4_vgg_grid": "perceptsr_x4_psnr"}  # run -> run it starts from
 # Stage-2 runs stopped before their end because their checkpoints already failed the grid target; their
 # medians on Set5 / Set14, measured from the checkpoints with
 # evaluate_sr(load_sr_model("RUN/checkpoint.pt"), ..., metrics=("psnr_y", "grid", "lr_psnr", "color_shift")).

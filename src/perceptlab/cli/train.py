@@ -14,6 +14,8 @@ from perceptlab.sr.train import SRTrainConfig, train_sr
 # What each field of SRTrainConfig means (the CLI's flags are made from the dataclass; the default is added).
 _SR_HELP = {
     "net": "network to train",
+    "upsample": "perceptsr only: how its tail doubles the size, sub-pixel convolutions (ICNR) or nearest-neighbour "
+                "resize then convolution (Odena et al. 2016); none: the network's own",
     "losses": "loss term TERM[:ARG][*WEIGHT], e.g. feature:relu2_2 or pixel:mse*0.01",
     "data": "folder of HR training images",
     "scale": "upscaling factor ({scales})",
@@ -36,7 +38,7 @@ _SR_HELP = {
     "seed": "seed of every random stream",
     "threads": "torch CPU threads; 0: torch's default, one per core",
 }
-_SR_CHOICES = {"vgg_weights": ("vgg16", "vgg16_caffe"), "vgg_precision": ("fp32", "bf16"),
+_SR_CHOICES = {"upsample": ("subpixel", "nearest"), "vgg_weights": ("vgg16", "vgg16_caffe"), "vgg_precision": ("fp32", "bf16"),
                "discriminator": ("srgan", "patch")}  # fmt: skip
 
 

@@ -107,6 +107,23 @@ def _lr(arg: str | None, scale: int | None = None, **_) -> nn.Module:
     return LRConsistencyLoss(scale, kind=_choose("lr", {"mse": "mse", "l1": "l1"}, arg or "mse"))
 
 
+def _grid(arg: str | None, scale: int | None = None, **_) -> nn.Module:
+    from perceptlab.losses.grid import GridLoss
+
+    if arg is None:
+        if scale is None:
+            raise ValueError("the grid term needs a period: grid:P, or the SR scale (scale=...; train sr passes it)")
+        period = scale
+    else:
+        try:
+            period = int(arg)
+        except ValueError:
+            raise ValueError(f"grid loss: the period must be a whole number of pixels, got {arg!r}") from None
+    if period < 2:
+        raise ValueError(f"grid loss: the period must be at least 2, got {period}")
+    return GridLoss(period)
+
+
 def _choose(term: str, options: dict, arg: str):
     if arg not in options:
         raise ValueError(f"{term} loss: unknown option {arg!r}; choose from {', '.join(options)}")
@@ -125,6 +142,8 @@ LOSS_TERMS: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "ssim": (_ssim, "ssim: 1 - SSIM"),
     "ms_ssim": (_ms_ssim, "ms_ssim: 1 - MS-SSIM"),
     "lr": (_lr, "lr:mse|l1 the output shrunk by the SR scale against the input (LR consistency, default mse)"),
+    "grid": (_grid, "grid[:P] phase means of the high-passed luma against the target's: a lattice of period P "
+                    "(default the SR scale)"),
     "adversarial": (_adversarial, "adversarial:nonsaturating|lsgan|hinge|ragan generator loss (needs a discriminator)"),
 }
 

@@ -36,6 +36,32 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
     return 0.299 * r + 0.587 * g + 0.114 * b
 
 
+def phase_means(x: torch.Tensor, period: int = 4, window: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+    """The high-passed luma of ``x`` and its mean over each phase ``(y mod period, x mod period)``.
+
+    Differentiable (:func:`perceptlab.losses.grid_loss` trains with it); no range or size checks
+    beyond the image being large enough: :func:`grid_score` makes those.
+
+    Returns:
+        ``(phases, high)``: (N, period, period) phase means and (N, 1, h, w) the high-pass
+        (luma minus its ``window`` x ``window`` box mean) where the box fits, cropped to whole
+        periods that start on a multiple of the period of the image's own pixel grid.
+    """
+    y = _luma(x)
+    r = window // 2
+    high = y[..., r:-r or None, r:-r or None] - F.avg_pool2d(y, window, stride=1)
+    # The crop starts r pixels in; restart it on a multiple of the period so phase 0 is the image's.
+    skip = (-r) % period
+    high = high[..., skip:, skip:]
+    h, w = (high.shape[-2] // period) * period, (high.shape[-1] // period) * period
+    if h == 0 or w == 0:
+        raise ValueError(f"image of {x.shape[-2]}x{x.shape[-1]} is too small for a {window}x{window} window "
+                         f"and a period of {period}")  # fmt: skip
+    high = high[..., :h, :w]
+    phases = high.reshape(high.shape[0], h // period, period, w // period, period).mean(dim=(1, 3))
+    return phases, high
+
+
 def grid_score(x: torch.Tensor, period: int = 4, window: int = 9) -> torch.Tensor:
     """How much of an image's fine detail is a pattern fixed to the pixel grid with period ``period``.
 
@@ -64,18 +90,7 @@ def grid_score(x: torch.Tensor, period: int = 4, window: int = 9) -> torch.Tenso
         raise ValueError(f"window must be a positive odd number, got {window}")
     if period < 2:
         raise ValueError(f"period must be >= 2, got {period}")
-    y = _luma(x.detach().to(torch.float64))
-    r = window // 2
-    high = y[..., r:-r or None, r:-r or None] - F.avg_pool2d(y, window, stride=1)
-    # The crop starts r pixels in; restart it on a multiple of the period so phase 0 is the image's.
-    skip = (-r) % period
-    high = high[..., skip:, skip:]
-    h, w = (high.shape[-2] // period) * period, (high.shape[-1] // period) * period
-    if h == 0 or w == 0:
-        raise ValueError(f"image of {x.shape[-2]}x{x.shape[-1]} is too small for a {window}x{window} window "
-                         f"and a period of {period}")  # fmt: skip
-    high = high[..., :h, :w]
-    phases = high.reshape(high.shape[0], h // period, period, w // period, period).mean(dim=(1, 3))
+    phases, high = phase_means(x.detach().to(torch.float64), period, window)
     rms_phases = phases.square().mean(dim=(1, 2)).sqrt()
     rms_high = high.square().mean(dim=(1, 2, 3)).sqrt()
     # Below a thousandth of an 8-bit level the high-pass is rounding noise: a flat image has no grid.

@@ -428,6 +428,10 @@ class SRResNet(_SRNet):
         return head, self.tail, 3
 
 
+# How PerceptSRNet's tail doubles the resolution.
+SR_UPSAMPLES = ("subpixel", "nearest")
+
+
 @register_sr_net(
     "perceptsr",
     scales=(2, 4, 8),
@@ -465,6 +469,9 @@ class PerceptSRNet(_SRNet):
         channels: width at input resolution.
         n_blocks: residual blocks.
         up_channels: width of the upsampling stages.
+        upsample: ``"subpixel"`` (a convolution to 4x the channels, then pixel shuffle, ICNR-initialised)
+            or ``"nearest"`` (nearest-neighbour doubling, then a convolution: Odena et al. 2016's
+            resize-convolution, every output phase made by the same filters; as many multiply-adds).
 
     Shape:
         input: (N, 3, h, w) in [0, 1]; output: (N, 3, scale h, scale w).
@@ -474,27 +481,38 @@ class PerceptSRNet(_SRNet):
         torch.Size([1, 3, 96, 96])
     """
 
-    def __init__(self, scale: int = 4, channels: int = 64, n_blocks: int = 8, up_channels: int = 32):
+    def __init__(self, scale: int = 4, channels: int = 64, n_blocks: int = 8, up_channels: int = 32,
+                 upsample: str = "subpixel"):  # fmt: skip
         super().__init__(scale)
+        if upsample not in SR_UPSAMPLES:
+            raise ValueError(f"upsample must be one of {', '.join(SR_UPSAMPLES)}, got {upsample!r}")
+        self.upsample = upsample
         self.head = nn.Conv2d(3, channels, 3, padding=1)
         self.trunk = nn.Sequential(*(PlainResidualBlock(channels) for _ in range(n_blocks)),
                                    nn.Conv2d(channels, channels, 3, padding=1))  # fmt: skip
         upsampling: list[nn.Module] = []
         width = channels
         for _ in range(_n_doublings(scale)):
-            upsampling += [nn.Conv2d(width, 4 * up_channels, 3, padding=1), nn.PixelShuffle(2), nn.ReLU(inplace=True)]
+            if upsample == "subpixel":
+                upsampling += [nn.Conv2d(width, 4 * up_channels, 3, padding=1), nn.PixelShuffle(2)]
+            else:  # the same multiply-adds: the convolution runs at the doubled size with a quarter of the outputs
+                upsampling += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, up_channels, 3, padding=1)]
+            upsampling.append(nn.ReLU(inplace=True))
             width = up_channels
         self.tail = nn.Sequential(*upsampling, nn.Conv2d(width, 3, 3, padding=1))
         # The tail reaches 2 input pixels: the bicubic skip, and its convolutions (1 pixel at the
-        # input's resolution, half a pixel at 2x, a quarter at 4x...). The head reaches one pixel
-        # per convolution (head conv, 2 per block, trunk conv); the features the tail reads need
-        # that much context beyond theirs (tests check both are enough and that one less is not).
+        # input's resolution, half a pixel at 2x, a quarter at 4x...). The head reaches one pixel per
+        # convolution (head conv, 2 per block, trunk conv); the features the tail reads need that much
+        # context beyond theirs. With nearest resizing the tail's convolutions read only 1 input pixel of
+        # features (half at 2x, a quarter at 4x, ...), so the head needs one pixel less (tests check both
+        # are enough and that one less is not).
         self._tail_context = 2
-        self.tile_context = (1 + 2 * n_blocks + 1) + self._tail_context
+        feature_reach = 2 if upsample == "subpixel" else 1
+        self.tile_context = (1 + 2 * n_blocks + 1) + feature_reach
         init_weights(self)
         with torch.no_grad():
             for layer in self.tail:
-                if isinstance(layer, nn.Conv2d) and layer.out_channels == 4 * up_channels:
+                if upsample == "subpixel" and isinstance(layer, nn.Conv2d) and layer.out_channels == 4 * up_channels:
                     icnr_(layer.weight, 2)
             for block in self.trunk[:-1]:
                 block.body[-1].weight.mul_(0.1)

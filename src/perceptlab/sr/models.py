@@ -27,6 +27,11 @@ def shipped_sr_models() -> dict[str, Path]:
     return shipped_models(SHIPPED_SR)
 
 
+def net_options(upsample: str | None) -> dict:
+    """The constructor options a run's settings give its network (none for the network's own upsampling)."""
+    return {} if upsample is None else {"upsample": upsample}
+
+
 def load_sr_model(spec: str, scale: int = 4) -> torch.nn.Module:
     """Build an SR network ready for inference (eval mode, no gradients).
 
@@ -40,7 +45,9 @@ def load_sr_model(spec: str, scale: int = 4) -> torch.nn.Module:
     if spec == "bicubic":
         return build_sr_net("bicubic", scale=scale).eval()
     net = load_trained(spec, shipped_sr_models(), "sr",
-                       lambda settings: build_sr_net(settings["net"], scale=int(settings["scale"])), what="SR")  # fmt: skip
+                       lambda settings: build_sr_net(settings["net"], scale=int(settings["scale"]),
+                                                    **net_options(settings.get("upsample"))),
+                       what="SR")  # fmt: skip
     net = fold_batchnorm(net.eval())
     # Channels-last roughly doubles CPU convolution speed for these nets (benchmarks/bench_upscale.py).
     return net.to(memory_format=torch.channels_last)

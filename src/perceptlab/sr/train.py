@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from perceptlab.features.base import native_bf16
+from perceptlab.sr.models import net_options
 from perceptlab.losses import AdversarialLoss, CombinedLoss, parse_spec
 from perceptlab.training import TrainConfig, load_model_file, prepare_run_dir, save_model_file, seed_everything, train_loop
 
@@ -32,7 +33,9 @@ class SRTrainConfig(TrainConfig):
     """Everything that defines a super-resolution training run (also the TOML file's keys).
 
     Attributes:
-        net: a name of :data:`perceptlab.nets.sr.SR_NETS` (``srcnn``, ``johnson``, ``srresnet``).
+        net: a name of :data:`perceptlab.nets.sr.SR_NETS` (``srcnn``, ``johnson``, ``srresnet``, ``perceptsr``).
+        upsample: ``perceptsr`` only: ``subpixel`` or ``nearest`` (:class:`perceptlab.nets.sr.PerceptSRNet`);
+            ``None``: the network's own.
         scale: upscaling factor.
         losses: loss specs ``TERM[:ARG][*WEIGHT]`` (see :mod:`perceptlab.losses.combined`);
             an ``adversarial`` term adds a discriminator and its own optimisation step.
@@ -56,6 +59,7 @@ class SRTrainConfig(TrainConfig):
     """
 
     net: str = "johnson"
+    upsample: str | None = None
     scale: int = 4
     losses: list[str] = field(default_factory=lambda: ["feature:relu2_2"])
     data: list[str] = field(default_factory=list)
@@ -87,6 +91,13 @@ class SRTrainConfig(TrainConfig):
             raise ValueError(f"net must be one of {', '.join(n for n in SR_NETS if n != 'bicubic')}, got {self.net!r}")
         if isinstance(self.scale, bool) or not isinstance(self.scale, int) or not info.supports(self.scale):
             raise ValueError(f"scale {self.scale!r} is not one {self.net} supports ({info.scales_text()})")
+        if self.upsample is not None:
+            from perceptlab.nets.sr import SR_UPSAMPLES
+
+            if self.net != "perceptsr":
+                raise ValueError(f"upsample is an option of the perceptsr net only, not of {self.net}")
+            if self.upsample not in SR_UPSAMPLES:
+                raise ValueError(f"upsample must be one of {', '.join(SR_UPSAMPLES)}, got {self.upsample!r}")
         if self.hr_crop < self.scale or self.hr_crop % self.scale:
             raise ValueError(f"hr_crop {self.hr_crop} must be a positive multiple of the scale {self.scale}")
         for spec in self.losses:
@@ -110,7 +121,7 @@ class SRTrainConfig(TrainConfig):
 def _build(config: SRTrainConfig):
     from perceptlab.nets.sr import build_sr_net
 
-    net = build_sr_net(config.net, scale=config.scale)
+    net = build_sr_net(config.net, scale=config.scale, **net_options(config.upsample))
     if config.init:
         net.load_state_dict(load_model_file(config.init)[0])
     discriminator = None
@@ -144,7 +155,7 @@ def _adversarial_term(loss: CombinedLoss) -> AdversarialLoss | None:
 
 def save_sr_weights(path: str | Path, net: torch.nn.Module, config: SRTrainConfig, extra: dict | None = None) -> None:
     """Write the network's weights with what is needed to rebuild it (task, net, scale, config) in the metadata."""
-    metadata = {"task": "sr", "net": config.net, "scale": str(config.scale),
+    metadata = {"task": "sr", "net": config.net, "scale": str(config.scale), **net_options(config.upsample),
                 "config": json.dumps(dataclasses.asdict(config)), **(extra or {})}  # fmt: skip
     save_model_file(path, net, metadata)
 
