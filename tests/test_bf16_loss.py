@@ -114,3 +114,14 @@ def test_the_cli_prints_that_warning_as_one_line(monkeypatch, tmp_path, capsys):
     assert code == 0 and warnings.formatwarning is formatwarning
     lines = [line for line in capsys.readouterr().err.splitlines() if "bfloat16" in line]
     assert len(lines) == 1 and lines[0].startswith("perceptlab: warning: vgg_precision 'bf16'")
+
+
+def test_style_transfer_loss_in_bf16_is_the_float32_loss_to_bfloat16_rounding():
+    from perceptlab.style import StyleTransferLoss
+
+    pred, hr = _pairs(2, 64)
+    style = hr[1:]
+    parts = {p: StyleTransferLoss(style, precision=p)(pred, hr) for p in ("fp32", "bf16")}
+    for name in ("content", "style"):
+        assert float(parts["bf16"][name]) == pytest.approx(float(parts["fp32"][name]), rel=0.03)
+    assert float(parts["bf16"]["tv"]) == float(parts["fp32"]["tv"])  # pixels only: no VGG

@@ -127,6 +127,7 @@ class StyleTransferLoss(nn.Module):
         weights_file=None,
         pooling: str = "max",
         channels_last: bool = True,
+        precision: str = "fp32",
     ):
         super().__init__()
         check_image(style_image, "style_image", channels=3)
@@ -140,7 +141,7 @@ class StyleTransferLoss(nn.Module):
         style_layers = _layer_weights(style_layers)
         self.net = VGG16Features(
             (*self.content_layers, *style_layers), weights=vgg_weights, weights_file=weights_file,
-            pooling=pooling, channels_last=channels_last,
+            pooling=pooling, channels_last=channels_last, precision=precision,
         )  # fmt: skip
         self.style_layers = {name: w / self._channels(name) ** 2 for name, w in style_layers.items()}
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight

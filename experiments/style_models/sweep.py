@@ -1,0 +1,168 @@
+"""The style/content weight sweep behind the shipped styles' recipe (issue 14).
+
+    python experiments/style_models/sweep.py --train          # train (resuming) every point of the sweep
+    python experiments/style_models/sweep.py                  # measure the finished points, write the report
+
+The shipped styles of the first release kept hardly more of the photo than the
+painting does (relu2_2 ratio 0.93-1.0 on Kodak, :mod:`perceptlab.style.measures`)
+and printed a grid (0.32-0.43). Here one style (The Starry Night, the worst)
+is trained at several style weights (content weight 1), with the grid-free
+``nearest`` upsampling, each for the same short budget, and every point is
+measured on photos it never saw (the first 8 Kodak images at 512 px): the
+content ratio (target <= 0.85), the style ratio (<= 0.5) and the grid
+(<= 0.03). The chosen weight is the largest that keeps the content ratio's
+worst photo at or below the target: as much style as the photo allows.
+
+Runs: ``$PERCEPTLAB_RUNS/style_sweep/w_WEIGHT`` (default ``~/perceptlab-runs``), resumable.
+Outputs: ``docs/experiments/style_sweep.md``, ``style_sweep.json``, ``style_sweep.jpg``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from perceptlab.report import machine
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "data"
+DOCS = ROOT / "docs" / "experiments"
+STYLE = DATA / "style" / "johnson" / "styles" / "starry_night_crop.jpg"
+WEIGHTS = (1e5, 3e4, 1e4, 3e3)  # 1e5: the first release's weight
+# The budget of every point: the same for all, so that they compare.
+BASE = {
+    "style": str(STYLE), "data": [str(DATA / "T91"), str(DATA / "BSD200")], "steps": 400, "batch_size": 4,
+    "image_size": 128, "lr": 1e-3, "style_size": 256, "upsample": "nearest", "vgg_precision": "bf16",
+    "sample_every": 200, "ckpt_every": 50, "log_every": 10, "seed": 0, "threads": 1,
+}  # fmt: skip
+PHOTOS = sorted((DATA / "kodak").glob("*.png"))[:8]
+SIDE = 512
+FIGURE_PHOTOS = (2, 6)  # indices into PHOTOS shown in the figure
+
+
+def run_dir(weight: float) -> Path:
+    root = Path(os.environ.get("PERCEPTLAB_RUNS", "~/perceptlab-runs")).expanduser()
+    return root / "style_sweep" / f"w_{weight:g}"
+
+
+def train() -> None:
+    from perceptlab.features.base import native_bf16
+    from perceptlab.style.train import StyleTrainConfig, train_style
+
+    for weight in WEIGHTS:
+        values = BASE | {"style_weight": weight}
+        if not native_bf16():
+            values["vgg_precision"] = "fp32"  # bf16 is ~10x slower without bf16 units (benchmarks/README.md)
+        summary = train_style(StyleTrainConfig.from_dict(values), run_dir(weight), progress=sys.stderr.isatty())
+        print(f"style weight {weight:g}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min", file=sys.stderr)
+
+
+@torch.no_grad()
+def measure() -> dict:
+    from perceptlab.io import read_image
+    from perceptlab.metrics.fidelity import grid_score
+    from perceptlab.ops.resize import resize_longer_side
+    from perceptlab.style import load_style_model, stylize_feedforward
+    from perceptlab.style.measures import content_ratio, style_ratio
+
+    photos = [resize_longer_side(read_image(p), SIDE) for p in PHOTOS]
+    style = read_image(STYLE)
+    points, outputs = [], {}
+    for weight in WEIGHTS:
+        model = run_dir(weight) / "model.safetensors"
+        if not model.is_file():
+            print(f"style weight {weight:g}: not trained yet ({model})", file=sys.stderr)
+            continue
+        net = load_style_model(str(model))
+        outs = [stylize_feedforward(net, p).clamp(0, 1) for p in photos]
+        c, s = content_ratio(outs, photos), style_ratio(outs, photos, style)
+        g = torch.cat([grid_score(o) for o in outs])
+        points.append({"style_weight": weight, "content_ratio": c.tolist(), "style_ratio": s.tolist(),
+                       "grid": g.tolist()})  # fmt: skip
+        outputs[weight] = [outs[i] for i in FIGURE_PHOTOS]
+    return {"points": points, "outputs": outputs, "photos": [photos[i] for i in FIGURE_PHOTOS]}
+
+
+def choose(points: list[dict]) -> dict | None:
+    from perceptlab.style.measures import CONTENT_TARGET
+
+    keeps = [p for p in points if max(p["content_ratio"]) <= CONTENT_TARGET]
+    return max(keeps, key=lambda p: p["style_weight"]) if keeps else None
+
+
+def figure(result: dict, path: Path) -> None:
+    from perceptlab.plot.sheets import whole_image_sheet
+
+    rows = []
+    for k, photo in enumerate(result["photos"]):
+        row = {"photo": photo}
+        row |= {f"style weight {w:g}": outs[k] for w, outs in result["outputs"].items()}
+        rows.append((PHOTOS[FIGURE_PHOTOS[k]].stem, row))
+    whole_image_sheet(rows, shrink=2).save(path, quality=88)
+
+
+def report(result: dict) -> str:
+    import statistics
+
+    from perceptlab.style.measures import CONTENT_TARGET, GRID_TARGET, STYLE_TARGET
+
+    points, chosen = result["points"], choose(result["points"])
+    lines = [
+        "# The style/content weight sweep",
+        "",
+        f"Made by `experiments/style_models/sweep.py`; {machine()}. One style (The Starry Night, crop), "
+        f"content weight 1 on relu2_2, style on relu1_2-relu4_3, nearest-neighbour upsampling, "
+        f"{BASE['steps']} steps of batch {BASE['batch_size']} at {BASE['image_size']} px for every point. "
+        f"Measured on the first {len(PHOTOS)} Kodak photos (never trained on) at {SIDE} px "
+        "(`perceptlab.style.measures`): the **content ratio** (relu2_2 distance of a stylisation to its own photo "
+        f"over that to the nearest other photo; target <= {CONTENT_TARGET}), the **style ratio** (Gram distance "
+        f"to the style image over the photo's; target <= {STYLE_TARGET}) and the **grid** (target <= {GRID_TARGET}).",
+        "",
+        "| style weight | content ratio median | content ratio worst | style ratio median | style ratio worst "
+        "| grid median | grid worst |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        c, s, g = p["content_ratio"], p["style_ratio"], p["grid"]
+        lines.append(f"| {p['style_weight']:g} | {statistics.median(c):.3f} | {max(c):.3f} | "
+                     f"{statistics.median(s):.3f} | {max(s):.3f} | {statistics.median(g):.3f} | {max(g):.3f} |")  # fmt: skip
+    lines += ["", "![sweep](style_sweep.jpg)", "",
+              f"Rows: two of the photos; columns: the photo, then each style weight (whole images at half size).", ""]
+    if chosen:
+        lines.append(f"Chosen: style weight {chosen['style_weight']:g}, the largest whose worst photo keeps the "
+                     f"content ratio at or below {CONTENT_TARGET}.")  # fmt: skip
+    else:
+        lines.append(f"No point keeps every photo's content ratio at or below {CONTENT_TARGET}.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", action="store_true", help="train (or resume) every point, then stop")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.train:
+        train()
+        return 0
+    result = measure()
+    if not result["points"]:
+        print("nothing trained yet: run with --train", file=sys.stderr)
+        return 1
+    DOCS.mkdir(parents=True, exist_ok=True)
+    figure(result, DOCS / "style_sweep.jpg")
+    (DOCS / "style_sweep.json").write_text(json.dumps({"machine": machine(), "base": BASE, "photos": [p.name for p in PHOTOS],
+                                                       "side": SIDE, "points": result["points"],
+                                                       "chosen": (choose(result["points"]) or {}).get("style_weight")},
+                                                      indent=1) + "\n")  # fmt: skip
+    (DOCS / "style_sweep.md").write_text(report(result))
+    print((DOCS / "style_sweep.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
