@@ -1,6 +1,6 @@
 """CLI flags generated from a trainer's configuration dataclass, so that no field can be missing from the CLI.
 
-Every field of the dataclass becomes ``--field-name`` (underscores as dashes),
+Every field of the dataclass becomes ``--field-name`` (underscores as dashes, a trailing one dropped),
 typed from its annotation; list fields are repeatable flags or comma-separated
 (:class:`ListFlag`). The help text of each field comes from a table beside the
 command; a field without one is an error when the parser is built, which the
@@ -51,7 +51,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class, helps: Mappi
         if f.name not in helps:
             raise KeyError(f"{config_class.__name__}.{f.name} has no help text in the CLI: add it")
         default = defaults[f.name]
-        flag = f"--{f.name.replace('_', '-')}"
+        flag = f"--{f.name.rstrip('_').replace('_', '-')}"  # lambda_ (a Python keyword's spelling) is --lambda
         if str(f.type).startswith("list"):
             how = lists[f.name]
             shown = (" " if how.repeat else ",").join(default) or "none"

@@ -6,15 +6,15 @@ import argparse
 import json
 import sys
 
-TASKS = ("sr", "style")
+TASKS = ("sr", "style", "codec")
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "models", help="list the shipped models (SR and style)",
+        "models", help="list the shipped models (SR, style and codec)",
         description="List the models shipped with perceptlab, trained by its own trainers: task, scale or style, "
                     "a one-line summary from the model card (NAME.md beside the weights) and the file size. "
-                    "Use a name with --model of upscale, stylize or eval sr.",
+                    "Use a name with --model of upscale, stylize, eval sr or compress.",
     )  # fmt: skip
     p.add_argument("--task", choices=TASKS, help="only the models of this task")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
@@ -23,12 +23,13 @@ def add_parser(subparsers) -> None:
 
 def shipped() -> list[dict]:
     """Every shipped model's :func:`perceptlab.training.model_info`, SR first, the default SR model marked."""
+    from perceptlab.codec.models import shipped_codec_models
     from perceptlab.sr.models import DEFAULT_SR_MODEL, shipped_sr_models
     from perceptlab.style.models import shipped_style_models
     from perceptlab.training import model_info
 
     rows = []
-    for path in [*shipped_sr_models().values(), *shipped_style_models().values()]:
+    for path in [*shipped_sr_models().values(), *shipped_style_models().values(), *shipped_codec_models().values()]:
         info = model_info(path)
         info["default"] = info["name"] == DEFAULT_SR_MODEL
         rows.append(info)

@@ -8,6 +8,7 @@ import json
 import sys
 
 from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config
+from perceptlab.cli.train_codec import add_codec_parser
 from perceptlab.cli.train_style import add_style_parser
 from perceptlab.sr.train import SRTrainConfig, train_sr
 
@@ -43,7 +44,7 @@ _SR_CHOICES = {"upsample": ("subpixel", "nearest"), "vgg_weights": ("vgg16", "vg
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a network (sr, style)", description="Train a network.")
+    p = subparsers.add_parser("train", help="train a network (sr, style, codec)", description="Train a network.")
     tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
     sr = tasks.add_parser(
         "sr",
@@ -66,6 +67,7 @@ def add_parser(subparsers) -> None:
                                                   lists))  # fmt: skip
     sr.set_defaults(run=run_sr)
     add_style_parser(tasks)
+    add_codec_parser(tasks)
 
 
 def sr_config(args: argparse.Namespace) -> SRTrainConfig:

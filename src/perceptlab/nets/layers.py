@@ -1,4 +1,4 @@
-"""Layers and initialisations shared by the networks of several tasks (SR, style, and the codec to come)."""
+"""Layers and initialisations shared by the networks of several tasks (SR, style, the codec)."""
 
 from __future__ import annotations
 
@@ -165,3 +165,101 @@ def icnr_(weight: torch.Tensor, factor: int) -> torch.Tensor:
     with torch.no_grad():
         weight.copy_(base.repeat_interleave(factor**2, dim=0))
     return weight
+
+
+class _LowerBound(torch.autograd.Function):
+    """``max(x, bound)`` whose gradient also passes below the bound when it would push ``x`` up."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, bound: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        # A plain clamp would freeze a value stuck below the bound for ever; a descent step on a negative
+        # gradient raises it, so that gradient is let through (Balle et al.'s reparametrisation, TF Compression).
+        passes = (x >= ctx.bound) | (grad < 0)
+        return grad * passes.to(grad.dtype), None
+
+
+def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    """``max(x, bound)``, differentiable where a gradient step would raise ``x`` back above ``bound``.
+
+    Used for GDN's parameters and for the codec's scales and likelihoods,
+    where a plain ``clamp`` would stop the gradient of everything it clips.
+
+    Example:
+        >>> x = torch.tensor([-1.0, 2.0], requires_grad=True)
+        >>> (-lower_bound(x, 0.0)).sum().backward()  # descent raises x: the clipped entry gets its gradient too
+        >>> x.grad
+        tensor([-1., -1.])
+    """
+    return _LowerBound.apply(x, float(bound))
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization: ``y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2)``.
+
+    The normalisation of Ballé et al.'s learned codecs, one 1x1 convolution of
+    the squared input (``gamma``, C x C) plus a bias (``beta``). With
+    ``inverse=True`` it is IGDN, the synthesis transform's approximate
+    inverse, ``y_i = x_i * sqrt(beta_i + sum_j gamma_ij x_j^2)``.
+
+    Parametrisation (Ballé 2018, "Efficient nonlinear transforms for lossy
+    image compression"): the stored parameters are square roots,
+    ``beta = max(beta_p, sqrt(beta_min + p))^2 - p`` and
+    ``gamma = max(gamma_p, sqrt(p))^2 - p`` with the pedestal
+    ``p = reparam_offset^2``, which keeps ``beta >= beta_min > 0`` and
+    ``gamma >= 0`` and keeps the gradient well scaled near zero (see
+    :func:`lower_bound`). Initial values: ``beta = 1``, ``gamma = gamma_init * I``.
+
+    Args:
+        channels: C, the input and output channels.
+        inverse: IGDN instead of GDN.
+        beta_min: the smallest ``beta`` (keeps the division finite).
+        gamma_init: the diagonal of the initial ``gamma``.
+        reparam_offset: the pedestal's square root.
+
+    Shape:
+        input and output: (N, C, H, W).
+
+    Example:
+        >>> gdn = GDN(8)
+        >>> gdn(torch.rand(2, 8, 5, 5)).shape
+        torch.Size([2, 8, 5, 5])
+
+    Reference:
+        Ballé, Laparra and Simoncelli, "Density modeling of images using a
+        generalized normalization transformation", ICLR 2016.
+    """
+
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1,
+                 reparam_offset: float = 2.0**-18):  # fmt: skip
+        super().__init__()
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive int, got {channels!r}")
+        self.inverse = bool(inverse)
+        self.pedestal = reparam_offset**2
+        self.beta_bound = (beta_min + self.pedestal) ** 0.5
+        self.gamma_bound = reparam_offset
+        self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + self.pedestal))
+        self.gamma = nn.Parameter(torch.sqrt(gamma_init * torch.eye(channels) + self.pedestal))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        beta = lower_bound(self.beta, self.beta_bound) ** 2 - self.pedestal
+        gamma = lower_bound(self.gamma, self.gamma_bound) ** 2 - self.pedestal
+        norm = F.conv2d(x * x, gamma[:, :, None, None], beta)
+        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+
+    def extra_repr(self) -> str:
+        return f"{self.beta.numel()}, inverse={self.inverse}"
+
+
+class IGDN(GDN):
+    """:class:`GDN` with ``inverse=True``: ``y_i = x_i * sqrt(beta_i + sum_j gamma_ij x_j^2)``."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(channels, inverse=True, **kwargs)

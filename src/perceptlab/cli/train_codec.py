@@ -1,0 +1,68 @@
+"""``perceptlab train codec --data DIR --out RUN_DIR [--arch hyperprior] [--lambda 0.0067]``: train a learned codec."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config
+
+# What each field of CodecTrainConfig means (the CLI's flags are made from the dataclass; the default is added).
+_CODEC_HELP = {
+    "arch": "bls2017: Ballé et al. 2017's factorised prior; hyperprior: Ballé et al. 2018's scale hyperprior",
+    "N": "channels of the transforms (the papers: 128, or 192 at high rates)",
+    "M": "channels of the latent y (the papers: 192, or 320 at high rates)",
+    "lambda_": "weight of the distortion in lambda * D + bpp, D = 255^2 * MSE or 1 - MS-SSIM "
+               "(CompressAI's MSE levels: 0.0018 to 0.18; its MS-SSIM levels start at 2.4)",
+    "distortion": "the distortion D",
+    "data": "folder of training images",
+    "steps": "optimisation steps; may be raised when resuming",
+    "batch_size": "crops per step",
+    "crop": "side of the square training crops, a multiple of 16 (bls2017) or 64 (hyperprior); "
+            "at least 161 for ms_ssim",
+    "lr": "Adam learning rate",
+    "val_data": "folder of images whose estimated bpp and PSNR go into metrics.csv every --sample-every steps",
+    "sample_every": "steps between samples and validations",
+    "ckpt_every": "steps between checkpoints (Ctrl-C or SIGTERM also saves one, then stops)",
+    "log_every": "steps between rows of metrics.csv",
+    "seed": "seed of every random stream",
+    "threads": "torch CPU threads; 0: torch's default, one per core",
+}
+_CODEC_CHOICES = {"arch": ("bls2017", "hyperprior"), "distortion": ("mse", "ms_ssim")}
+
+
+def add_codec_parser(tasks) -> None:
+    """Add ``codec`` to the task subparsers of ``perceptlab train``."""
+    from perceptlab.codec.train import CodecTrainConfig
+
+    p = tasks.add_parser(
+        "codec",
+        help="train a learned image codec (bls2017, hyperprior)",
+        description=(
+            "Train a learned image codec for one rate-distortion trade-off, lambda * D + bpp. Options come from "
+            "--config (TOML, keys as in perceptlab.codec.train.CodecTrainConfig) and are overridden by flags. "
+            "Running the same command again resumes from RUN_DIR/checkpoint.pt; Ctrl-C or SIGTERM saves a "
+            "checkpoint after the step in progress and exits with 130 or 143. The final RUN_DIR/model.safetensors "
+            "holds the integer coding tables that compress and decompress use."
+        ),
+    )
+    add_run_flags(p)
+    flags = add_config_flags(p, CodecTrainConfig, _CODEC_HELP, _CODEC_CHOICES, {"data": ListFlag("--data", "DIR")})
+    p.set_defaults(config_flags=flags, run=run_codec)
+
+
+def codec_config(args: argparse.Namespace):
+    from perceptlab.codec.train import CodecTrainConfig
+
+    return load_config(CodecTrainConfig, args, args.config_flags)
+
+
+def run_codec(args: argparse.Namespace) -> int:
+    from perceptlab.codec.train import train_codec
+
+    config = codec_config(args)
+    summary = train_codec(config, args.out, progress=not args.no_progress)
+    print(json.dumps({"config": dataclasses.asdict(config), **summary}, indent=2), file=sys.stdout)
+    return 0

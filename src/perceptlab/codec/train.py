@@ -1,0 +1,217 @@
+"""Training a learned codec for one rate-distortion trade-off.
+
+::
+
+    crops = data.sample_crops(batch_size)         # random crop x crop squares of the training folders
+    out = model(crops)                             # CodecModel in train mode: latents + U(-0.5, 0.5) noise
+    bpp = sum(-log2 likelihoods) / pixels          # all latents (y, and z for the hyperprior)
+    loss = lambda * D + bpp                        # D = 255**2 * MSE, or 1 - MS-SSIM
+    Adam step on loss (gradient norm clipped at 1)
+
+The loss is Ballé et al.'s ``R + λD`` written as CompressAI writes it, ``λ``
+scaling the distortion: ``λ · 255² · MSE + bpp`` (MSE of images in [0, 1]),
+or ``λ · (1 - MS-SSIM) + bpp``. Our default ``λ = 0.0067`` is CompressAI's
+third MSE quality level (its eight run from 0.0018 to 0.18); MS-SSIM needs
+values about a thousand times larger (CompressAI's start at 2.4) and crops
+of at least 161 pixels. Adam at 1e-4
+and gradient clipping at norm 1 are CompressAI's example trainer's; no
+auxiliary loss is needed, the density's quantiles being found by bisection
+when the tables are built (:meth:`perceptlab.codec.model.CodecModel.build_tables`).
+
+The crops come from :class:`perceptlab.data.ImageCrops` (every image held in
+memory as 8 bits); runs are resumable (:mod:`perceptlab.training`). At the
+end the integer coding tables are built and ``model.safetensors`` is written
+with them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from perceptlab.training import TrainConfig, save_model_file
+
+ARCHS = ("bls2017", "hyperprior")
+DISTORTIONS = ("mse", "ms_ssim")
+# Samples are made at most this large (longer side), to stay cheap.
+SAMPLE_SIDE = 512
+# MS-SSIM's five scales need this many pixels (perceptlab.metrics.ssim.ms_ssim).
+MS_SSIM_MIN_SIDE = 161
+CLIP_NORM = 1.0
+
+
+@dataclass
+class CodecTrainConfig(TrainConfig):
+    """Everything that defines a codec training run (also the TOML file's keys).
+
+    Attributes:
+        arch: ``bls2017`` or ``hyperprior`` (:mod:`perceptlab.nets.codec`).
+        N, M: channels of the transforms and of the latent ``y``.
+        lambda_: weight of the distortion (``--lambda``; see the module docstring).
+        distortion: ``mse`` or ``ms_ssim``.
+        data: folders of training images (not searched recursively).
+        steps: optimisation steps (the budget; may be raised when resuming).
+        batch_size: crops per step.
+        crop: side of the square training crops, a multiple of the network's stride (16 or 64).
+        lr: Adam learning rate.
+        val_data: folder of images whose estimated rate and PSNR go into ``metrics.csv`` every
+            ``sample_every`` steps; the first one's reconstruction goes into ``samples/``.
+            ``None``: the first training image is the sample, without scores.
+        sample_every, ckpt_every, log_every: intervals in steps.
+        seed: seed of every random stream.
+        threads: torch CPU threads (0 = torch's default).
+    """
+
+    arch: str = "bls2017"
+    N: int = 64
+    M: int = 96
+    lambda_: float = 0.0067
+    distortion: str = "mse"
+    data: list[str] = field(default_factory=list)
+    steps: int = 20000
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 1e-4
+    val_data: str | None = None
+    sample_every: int = 500
+    ckpt_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0
+
+    def validate(self) -> None:
+        from perceptlab.nets.codec import CODEC_NETS
+
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.distortion not in DISTORTIONS:
+            raise ValueError(f"distortion must be one of {DISTORTIONS}, got {self.distortion!r}")
+        if not self.data:
+            raise ValueError("no training data: give at least one folder of images (--data)")
+        if min(self.N, self.M, self.steps, self.batch_size) < 1:
+            raise ValueError("N, M, steps and batch_size must be positive")
+        stride = CODEC_NETS[self.arch].stride
+        if self.crop < stride or self.crop % stride:
+            raise ValueError(f"crop must be a positive multiple of {stride} for {self.arch}, got {self.crop}")
+        if self.distortion == "ms_ssim" and self.crop < MS_SSIM_MIN_SIDE:
+            raise ValueError(f"ms_ssim needs crops of at least {MS_SSIM_MIN_SIDE} pixels, got {self.crop}")
+        if not (self.lambda_ > 0 and self.lr > 0) or self.threads < 0:
+            raise ValueError(f"lambda and lr must be positive and threads non-negative, got {self.lambda_}, "
+                             f"{self.lr} and {self.threads}")  # fmt: skip
+        if min(self.sample_every, self.ckpt_every, self.log_every) < 1:
+            raise ValueError("sample_every, ckpt_every and log_every must be positive")
+
+
+def rate_distortion(out: dict, x: torch.Tensor, lambda_: float, distortion: str) -> dict[str, torch.Tensor]:
+    """``{"loss", "bpp", "mse", "psnr"}`` (and ``"ms_ssim"``) of a model's output for images ``x``.
+
+    ``bpp`` is the likelihoods' rate per pixel of ``x``; ``loss = λ · D + bpp`` (see the module docstring).
+    """
+    pixels = x.shape[0] * x.shape[-2] * x.shape[-1]
+    bpp = sum(-torch.log2(p).sum() for p in out["likelihoods"].values()) / pixels
+    mse = torch.mean((out["x_hat"] - x) ** 2)
+    terms = {"bpp": bpp, "mse": mse, "psnr": -10 * torch.log10(mse.detach().clamp_min(1e-10))}
+    if distortion == "mse":
+        terms["loss"] = lambda_ * 255**2 * mse + bpp
+    else:
+        from perceptlab.losses.structural import ms_ssim_loss
+
+        d = ms_ssim_loss(out["x_hat"], x)
+        terms["ms_ssim"] = 1 - d.detach()
+        terms["loss"] = lambda_ * d + bpp
+    return {"loss": terms.pop("loss"), **terms}
+
+
+def save_codec_weights(path: str | Path, model: torch.nn.Module, config: CodecTrainConfig, extra: dict) -> None:
+    """Write the model (weights and coding tables) with what rebuilds it in the metadata."""
+    metadata = {
+        "task": "codec", "net": config.arch, "arch": config.arch, "N": str(config.N), "M": str(config.M),
+        "lambda": repr(config.lambda_), "distortion": config.distortion, "config": json.dumps(dataclasses.asdict(config)),
+        **extra,
+    }  # fmt: skip
+    save_model_file(path, model, metadata)
+
+
+def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True) -> dict:
+    """Train (or resume) a codec in ``out``; return a summary dict.
+
+    The run folder holds ``config.toml``, ``checkpoint.pt``, ``metrics.csv``
+    (step, seconds, loss, bpp, mse, psnr, [ms_ssim], and with ``val_data``
+    val_bpp and val_psnr: the estimated rate and the PSNR of the rounded
+    latents' reconstruction), ``samples/step_NNNNNN.png`` and, at the end,
+    ``model.safetensors`` (metadata ``task = "codec"``, ``arch``, ``N``, ``M``,
+    ``lambda``, ``distortion``, ``name`` (the run folder's name, which the
+    files it writes carry), the configuration, the steps and the training time).
+
+    Returns:
+        ``{"steps": int, "seconds": float, "final": {loss parts at the last step}, "weights": path}``
+
+    Raises:
+        ValueError: a bad configuration, or a folder holding another run.
+        ImageError: a missing or unreadable image.
+    """
+    from perceptlab.codec.bitstream import pad
+    from perceptlab.codec.model import CodecModel
+    from perceptlab.data import ImageCrops
+    from perceptlab.io import list_images, read_image, write_image
+    from perceptlab.ops.resize import resize_longer_side
+    from perceptlab.training import prepare_run_dir, seed_everything, train_loop
+
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
+    generator = seed_everything(config.seed)
+    model = CodecModel(config.arch, N=config.N, M=config.M)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    data = ImageCrops(config.data, crop=config.crop, seed=config.seed)
+    val_paths = list_images(config.val_data) if config.val_data else []
+    if config.val_data and not val_paths:
+        raise ValueError(f"{config.val_data}: no images to validate on")
+    val = [read_image(p) for p in val_paths]
+    sample = val[0] if val else read_image(data.paths[0])
+    if max(sample.shape[-2:]) > SAMPLE_SIDE:
+        sample = resize_longer_side(sample, SAMPLE_SIDE)
+
+    def step_fn() -> dict:
+        crops = data.sample_crops(config.batch_size, generator)
+        terms = rate_distortion(model(crops), crops, config.lambda_, config.distortion)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+        optimizer.step()
+        return {k: v.detach() for k, v in terms.items()}
+
+    def reconstruct(x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        h, w = x.shape[-2:]
+        result = model(pad(x, model.stride))
+        bits = float(sum(-torch.log2(p).sum() for p in result["likelihoods"].values()))
+        return result["x_hat"][..., :h, :w].clamp(0, 1), bits / (h * w)
+
+    def sample_fn(path: Path) -> dict:
+        write_image(reconstruct(sample)[0], path)
+        if not val:
+            return {}
+        rates, psnrs = [], []
+        for x in val:
+            x_hat, bpp = reconstruct(x)
+            rates.append(bpp)
+            psnrs.append(-10 * math.log10(max(float(torch.mean((x_hat - x) ** 2)), 1e-10)))
+        return {"val_bpp": sum(rates) / len(rates), "val_psnr": sum(psnrs) / len(psnrs)}
+
+    summary = train_loop(out, dataclasses.asdict(config), step_fn, {"net": model, "optimizer": optimizer}, generator,
+                         resumed, steps=config.steps, log_every=config.log_every, ckpt_every=config.ckpt_every,
+                         sample_every=config.sample_every, sample=sample_fn,
+                         desc=f"train codec {config.arch}", progress=progress)  # fmt: skip
+    step, seconds, parts = summary["steps"], summary["seconds"], summary["final"]
+    model.eval()
+    model.build_tables()
+    weights = out / "model.safetensors"
+    save_codec_weights(weights, model, config, {"name": out.resolve().name, "steps": str(step),
+                                                "train_seconds": f"{seconds:.1f}"})  # fmt: skip
+    return {"steps": step, "seconds": seconds, "final": parts, "weights": str(weights)}
