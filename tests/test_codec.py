@@ -396,6 +396,21 @@ def test_resumed_training_equals_uninterrupted_training_and_ends_with_tables(pho
     assert from_checkpoint.tables is not None and from_checkpoint.name == "straight"
 
 
+def test_fine_tuning_to_another_lambda_starts_from_the_given_weights(photos, tmp_path):
+    train_codec(_config(photos, steps=2), tmp_path / "base", progress=False)
+    base, _ = load_model_file(tmp_path / "base" / "model.safetensors")
+    # No step at all would keep the weights: one step at a tiny learning rate moves them only a little.
+    train_codec(_config(photos, steps=1, lr=1e-9, lambda_=0.02, init=str(tmp_path / "base")), tmp_path / "tuned",
+                progress=False)  # fmt: skip
+    tuned, meta = load_model_file(tmp_path / "tuned" / "model.safetensors")
+    floats = [k for k in base if not k.startswith("tables.")]
+    assert meta["lambda"] == "0.02" and all(torch.allclose(base[k], tuned[k], atol=1e-6) for k in floats)
+    with pytest.raises(ValueError, match="not a hyperprior with N=16"):
+        train_codec(_config(photos, N=16, init=str(tmp_path / "base")), tmp_path / "other", progress=False)
+    with pytest.raises(ValueError, match="no such file"):
+        _config(photos, init=str(tmp_path / "nope")).validate()
+
+
 def test_ms_ssim_training_and_bad_configurations(photos, tmp_path):
     with pytest.raises(ValueError, match="at least 161"):
         train_codec(_config(photos, distortion="ms_ssim"), tmp_path / "a", progress=False)

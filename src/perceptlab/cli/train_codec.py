@@ -23,6 +23,8 @@ _CODEC_HELP = {
     "crop": "side of the square training crops, a multiple of 16 (bls2017) or 64 (hyperprior); "
             "at least 161 for ms_ssim",
     "lr": "Adam learning rate",
+    "init": "weights to start from: a codec model.safetensors or run folder of the same --arch, N and M "
+            "(fine-tune one model to another --lambda)",
     "val_data": "folder of images whose estimated bpp and PSNR go into metrics.csv every --sample-every steps",
     "sample_every": "steps between samples and validations",
     "ckpt_every": "steps between checkpoints (Ctrl-C or SIGTERM also saves one, then stops)",

@@ -59,6 +59,9 @@ class CodecTrainConfig(TrainConfig):
         batch_size: crops per step.
         crop: side of the square training crops, a multiple of the network's stride (16 or 64).
         lr: Adam learning rate.
+        init: weights to start from: a codec ``model.safetensors`` (or run folder) of the same arch, N
+            and M, trained for another ``lambda_`` (fine-tuning one model to each rate point is
+            much cheaper than training each from scratch).
         val_data: folder of images whose estimated rate and PSNR go into ``metrics.csv`` every
             ``sample_every`` steps; the first one's reconstruction goes into ``samples/``.
             ``None``: the first training image is the sample, without scores.
@@ -77,6 +80,7 @@ class CodecTrainConfig(TrainConfig):
     batch_size: int = 8
     crop: int = 256
     lr: float = 1e-4
+    init: str | None = None
     val_data: str | None = None
     sample_every: int = 500
     ckpt_every: int = 100
@@ -105,6 +109,8 @@ class CodecTrainConfig(TrainConfig):
                              f"{self.lr} and {self.threads}")  # fmt: skip
         if min(self.sample_every, self.ckpt_every, self.log_every) < 1:
             raise ValueError("sample_every, ckpt_every and log_every must be positive")
+        if self.init and not Path(self.init).exists():
+            raise ValueError(f"init {self.init}: no such file or folder")
 
 
 def rate_distortion(out: dict, x: torch.Tensor, lambda_: float, distortion: str) -> dict[str, torch.Tensor]:
@@ -135,6 +141,18 @@ def save_codec_weights(path: str | Path, model: torch.nn.Module, config: CodecTr
         **extra,
     }  # fmt: skip
     save_model_file(path, model, metadata)
+
+
+def _start_from(model: torch.nn.Module, config: CodecTrainConfig) -> None:
+    """Load the float weights of ``config.init`` (its coding tables are not kept: they are rebuilt at the end)."""
+    from perceptlab.codec.models import load_codec_model
+
+    start = load_codec_model(config.init)
+    if (start.arch, start.N, start.M) != (config.arch, config.N, config.M):
+        raise ValueError(f"init {config.init} is a {start.arch} with N={start.N}, M={start.M}, not a "
+                         f"{config.arch} with N={config.N}, M={config.M}")  # fmt: skip
+    state = {k: v for k, v in start.state_dict().items() if not k.startswith("tables.")}
+    model.load_state_dict(state)
 
 
 def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True) -> dict:
@@ -168,6 +186,8 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
     out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
     generator = seed_everything(config.seed)
     model = CodecModel(config.arch, N=config.N, M=config.M)
+    if config.init and resumed is None:
+        _start_from(model, config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     data = ImageCrops(config.data, crop=config.crop, seed=config.seed)
     val_paths = list_images(config.val_data) if config.val_data else []
