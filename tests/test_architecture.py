@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "perceptlab"
-TASKS = ("sr", "style")  # one package per task; the codec and DeePSiM will join them
+TASKS = ("sr", "style", "codec")  # one package per task; DeePSiM will join them
 FRONT = ("cli",)  # may import everything
 
 
