@@ -13,7 +13,8 @@ from pathlib import Path
 from perceptlab.codec.model import CodecModel
 from perceptlab.training import load_trained, shipped_models
 
-SHIPPED_CODEC: tuple[str, ...] = ()
+# Our own, from experiments/compression/run.py (each listed once trained; absent files are skipped).
+SHIPPED_CODEC: tuple[str, ...] = tuple(f"codec_{a}_q{q}" for a in ("bls2017", "hyperprior") for q in (1, 2, 3, 4))
 
 
 def shipped_codec_models() -> dict[str, Path]:

@@ -1,0 +1,167 @@
+"""Our learned codecs against the standard ones on Kodak: RD curves and BD-rates (issue 16).
+
+    python experiments/compression/run.py --train bls2017_q3     # train (resuming) one rate point
+    python experiments/compression/run.py --train-all            # every point, base models first
+    python experiments/compression/run.py                        # evaluate what is trained, write the report
+    python experiments/compression/run.py --ship                 # ... and copy the finished models into the package
+
+Every architecture has a base model at the middle rate (``q3``, CompressAI's
+third MSE level) trained from scratch; the other rate points are fine-tuned
+from it (``train codec --init``), which costs a fraction of a training from
+scratch. The budget is a CPU's, far from the papers' (about a million steps
+on a GPU): the report says what that costs in BD-rate.
+
+Runs live in ``$PERCEPTLAB_RUNS/compression/NAME`` (default ``~/perceptlab-runs``)
+and resume. Outputs: ``docs/experiments/compression.md``, ``compression.json``,
+``compression_rd_*.svg``. Training data: every training photo in
+``../shared/data`` but Kodak (the test set), the SR test sets and the style
+images: T91, BSD200, BSDS500_test200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+DATA = ROOT.parent / "shared" / "data"
+DOCS = ROOT / "docs" / "experiments"
+MODELS_DIR = ROOT / "src" / "perceptlab" / "models"
+LAMBDAS = {"q1": 0.0018, "q2": 0.0035, "q3": 0.0067, "q4": 0.013}  # CompressAI's first four MSE levels
+ARCHS = ("bls2017", "hyperprior")
+BASE_POINT = "q3"
+# Shared by every run; the base models get BASE_STEPS from scratch, the others FINE_STEPS from their base.
+COMMON = {
+    "N": 64, "M": 96, "distortion": "mse", "batch_size": 8, "crop": 128, "lr": 3e-4,
+    "data": [str(DATA / d) for d in ("T91", "BSD200", "BSDS500_test200")],
+    "sample_every": 1000, "ckpt_every": 100, "log_every": 20, "seed": 0, "threads": 1,
+}  # fmt: skip
+BASE_STEPS, FINE_STEPS = 8000, 2000
+CODECS = ("jpeg", "webp", "avif", "jpeg2000", "jpegxl", "hevc")
+METRICS = ("psnr", "ms_ssim", "vmaf", "lpips")
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("PERCEPTLAB_RUNS", "~/perceptlab-runs")).expanduser() / "compression"
+
+
+def names() -> list[str]:
+    """Every run, base models first."""
+    return [f"{a}_{BASE_POINT}" for a in ARCHS] + [f"{a}_{q}" for a in ARCHS for q in LAMBDAS if q != BASE_POINT]
+
+
+def recipe(name: str) -> dict:
+    arch, point = name.rsplit("_", 1)
+    values = COMMON | {"arch": arch, "lambda_": LAMBDAS[point]}
+    if point == BASE_POINT:
+        return values | {"steps": BASE_STEPS}
+    return values | {"steps": FINE_STEPS, "init": str(runs_root() / f"{arch}_{BASE_POINT}" / "model.safetensors")}
+
+
+def train(name: str, steps: int | None = None) -> None:
+    from perceptlab.codec import CodecTrainConfig, train_codec
+
+    values = recipe(name)
+    if steps:
+        values["steps"] = steps
+    if values.get("init") and not Path(values["init"]).is_file():
+        raise SystemExit(f"{name} starts from {values['init']}: train its base model first")
+    summary = train_codec(CodecTrainConfig.from_dict(values), runs_root() / name, progress=sys.stderr.isatty())
+    print(f"{name}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min", file=sys.stderr)
+
+
+def trained() -> dict[str, list[Path]]:
+    """Finished models by architecture, in rate order."""
+    out: dict[str, list[Path]] = {}
+    for arch in ARCHS:
+        paths = [runs_root() / f"{arch}_{q}" / "model.safetensors" for q in LAMBDAS]
+        out[arch] = [p for p in paths if p.is_file()]
+    return out
+
+
+def evaluate(limit: int | None) -> dict:
+    from perceptlab.codec.evaluate import evaluate_codecs, load_learned
+
+    learned = []
+    for arch, paths in trained().items():
+        if paths:
+            models, reason = load_learned([str(p) for p in paths], name=f"ours_{arch}")
+            if reason:
+                raise SystemExit(reason)
+            learned += models
+    return evaluate_codecs(DATA / "kodak", CODECS, learned=learned, metrics=METRICS, limit=limit,
+                           progress=sys.stderr.isatty())  # fmt: skip
+
+
+def model_card(name: str, result: dict) -> str:
+    from perceptlab.training import load_model_file
+
+    arch, point = name.rsplit("_", 1)
+    _, meta = load_model_file(runs_root() / name / "model.safetensors")
+    r = recipe(name)
+    rows = [row for row in result["rows"] if row.get("label") == str(runs_root() / name / "model.safetensors")]
+    mean = {m: sum(row[m] for row in rows) / len(rows) for m in ("bpp", *METRICS)} if rows else {}
+    lines = [f"# codec_{name}", "",
+             f"Learned image codec, `{arch}` (Ballé et al. {'2017, factorised prior' if arch == 'bls2017' else '2018, scale hyperprior'}), "
+             f"N={r['N']}, M={r['M']}, MSE-optimised at lambda {r['lambda_']} (`{point}`).", "",
+             f"- training data: T91, BSD200, BSDS500_test200 (never Kodak); random {r['crop']} px crops, batch "
+             f"{r['batch_size']}, Adam lr {r['lr']}",
+             f"- steps: {meta.get('steps')}" + (f", fine-tuned from `codec_{arch}_{BASE_POINT}`" if r.get("init") else
+                                                 " from scratch")
+             + f"; training wall time {float(meta.get('train_seconds', 0)) / 60:.0f} min on one CPU thread",
+             "- recipe: `experiments/compression/run.py`", ""]  # fmt: skip
+    if mean:
+        lines += ["Kodak (24 images, real .plc files): " + ", ".join(f"{k} {v:.4g}" for k, v in mean.items()), ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", choices=names(), help="train (or resume) one run, then stop")
+    parser.add_argument("--train-all", action="store_true", help="train (or resume) every run, base models first")
+    parser.add_argument("--steps", type=int, help="with --train: the step budget")
+    parser.add_argument("--limit", type=int, help="evaluate the first N Kodak images only")
+    parser.add_argument("--ship", action="store_true", help="after the report, copy the finished models into the package")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    if args.train or args.train_all:
+        for name in [args.train] if args.train else names():
+            try:
+                train(name, args.steps)
+            except KeyboardInterrupt as exc:
+                print(f"{name}: {exc}", file=sys.stderr)
+                return getattr(exc, "exit_code", 130)
+        return 0
+    from perceptlab.codec.evaluate import write_report
+
+    result = evaluate(args.limit)
+    out = runs_root() / "eval"
+    written = write_report(out, result, title="Learned and standard codecs on Kodak")
+    DOCS.mkdir(parents=True, exist_ok=True)
+    for path in written:
+        if path.suffix == ".svg":
+            shutil.copyfile(path, DOCS / f"compression_{path.name}")
+    report = (out / "results.md").read_text().replace("](rd_", "](compression_rd_")
+    (DOCS / "compression.md").write_text(report)
+    (DOCS / "compression.json").write_text(json.dumps({k: v for k, v in result.items() if k != "rows"},
+                                                      indent=1, default=str) + "\n")  # fmt: skip
+    print(f"wrote {DOCS / 'compression.md'}", file=sys.stderr)
+    if args.ship:
+        for paths in trained().values():
+            for path in paths:
+                name = path.parent.name
+                shutil.copyfile(path, MODELS_DIR / f"codec_{name}.safetensors")
+                (MODELS_DIR / f"codec_{name}.md").write_text(model_card(name, result))
+                print(f"shipped codec_{name}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
