@@ -14,12 +14,12 @@ import torch
 from perceptlab.nets.fold import fold_batchnorm
 from perceptlab.training import load_trained, shipped_models
 
-SHIPPED_SR = ("johnson_x4_vgg_pixel", "perceptsr_x4_psnr", "srcnn_x4_vgg", "srcnn_x4_mse", "johnson_x4_vgg",
-              "johnson_x4_mse")
-# Perceptual by default: the VGG loss plus a pixel term, better than the other VGG-loss
-# models on all 6 LPIPS/DISTS benchmark means and without their failures on large flat
-# bright areas (docs/experiments/sr_crop.md).
-DEFAULT_SR_MODEL = "johnson_x4_vgg_pixel"
+SHIPPED_SR = ("perceptsr_x4", "johnson_x4_vgg_pixel", "perceptsr_x4_psnr", "srcnn_x4_vgg", "srcnn_x4_mse",
+              "johnson_x4_vgg", "johnson_x4_mse")
+# Perceptual by default, without a grid or a colour cast: the perceptsr net with VGG terms, an L1 anchor,
+# LR consistency and the grid penalty, better than the old default (johnson_x4_vgg_pixel) on all 15
+# measures of docs/experiments/sr_default.md.
+DEFAULT_SR_MODEL = "perceptsr_x4"
 
 
 def shipped_sr_models() -> dict[str, Path]:
