@@ -34,6 +34,23 @@ def test_upscale_uses_a_perceptual_shipped_model_by_default(tmp_path):
     assert Image.open(tmp_path / "big.png").size == (120, 80)
 
 
+def test_the_default_upscaler_prints_no_grid_and_keeps_colours_and_content():
+    # Issue 13's defects of the old default, which LPIPS and DISTS missed: measured on photos it never saw.
+    from conftest import load_rgb, shared_dir
+    from perceptlab.metrics.fidelity import color_shift, grid_score, lr_psnr
+    from perceptlab.ops.resize import imresize
+
+    net = load_sr_model(DEFAULT_SR_MODEL)
+    for name in ("kodim19", "kodim23"):
+        hr = load_rgb(shared_dir("kodak") / f"{name}.png")[..., :256, :256]
+        lr = imresize(hr, scale=0.25).clamp(0, 1)
+        with torch.no_grad():
+            sr = net(lr).clamp(0, 1)
+        assert float(grid_score(sr)) <= 0.05, name
+        assert float(color_shift(sr, hr)) <= 2.0, name
+        assert float(lr_psnr(sr, lr, 4)) >= 33.0, name
+
+
 @pytest.mark.parametrize("name", SHIPPED_STYLE)
 def test_every_shipped_style_model_has_weights_a_card_and_loads(name):
     assert name in shipped_style_models(), f"{name}.safetensors missing from {MODELS_DIR}"
