@@ -109,7 +109,8 @@ def test_deepsim_objective_by_configuration_alone():
 
 @pytest.mark.parametrize("term", sorted(LOSS_TERMS))
 def test_every_registered_term_builds_and_backpropagates(term):
-    options = {"adversarial": {"discriminator": PatchDiscriminator(n_layers=1)}, "lr": {"scale": 4}}.get(term, {})
+    options = {"adversarial": {"discriminator": PatchDiscriminator(n_layers=1)}, "lr": {"scale": 4},
+               "grid": {"scale": 4}}.get(term, {})
     size = 161 if term == "ms_ssim" else 32
     module = build_loss(term, **options)
     pred = torch.rand(1, 3, size, size, requires_grad=True)
