@@ -79,25 +79,44 @@ class ImageCrops(IterableDataset):
             raise ValueError(f"no image of at least {self.crop}x{self.crop} pixels in {where}")
         return paths, images
 
-    def sample_crops(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_crops(self, batch_size: int, generator: torch.Generator | None = None,
+                     shard: tuple[int, int] = (0, 1)) -> torch.Tensor:  # fmt: skip
         """A batch of random crops, (B, 3, crop, crop) float32 in ``[0, 1]``.
 
         ``generator`` is the source of randomness (the same seed gives the same
         batch); ``None`` uses the dataset's own (seeded ``seed``).
+
+        ``shard = (index, count)`` returns only the ``index``-th of ``count``
+        equal slices of the batch, ``batch_size / count`` crops: the generator
+        still draws the whole batch (and is left where the whole batch leaves
+        it), so ``count`` processes with the same generator state, one per
+        index, get together exactly the batch one process gets, and stay in
+        step (:mod:`perceptlab.distributed`). Only this slice is cut.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        index, count = shard
+        if not 0 <= index < count or batch_size % count:
+            raise ValueError(f"shard {shard!r}: need 0 <= index < count and count dividing batch_size {batch_size}")
         generator = self._generator if generator is None else generator
-        which = torch.randint(len(self.images), (batch_size,), generator=generator)
-        crops = torch.stack([self._random_crop(self.images[i], generator) for i in which.tolist()])
+        which = torch.randint(len(self.images), (batch_size,), generator=generator).tolist()
+        boxes = [self._random_box(self.images[i], generator) for i in which]
+        part = slice(index * batch_size // count, (index + 1) * batch_size // count)
+        crops = torch.stack([self._cut(self.images[i], box) for i, box in zip(which[part], boxes[part])])
         return crops.to(torch.float32).div_(255.0)
 
-    def _random_crop(self, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _random_box(self, image: torch.Tensor, generator: torch.Generator) -> tuple[int, int, int, int, int]:
+        """``(top, left, hflip, vflip, transpose)`` of a random crop of ``image``."""
         c = self.crop
         h, w = image.shape[-2:]
         top = int(torch.randint(h - c + 1, (1,), generator=generator))
         left = int(torch.randint(w - c + 1, (1,), generator=generator))
         hflip, vflip, transpose = torch.randint(2, (3,), generator=generator).tolist()
+        return top, left, hflip, vflip, transpose
+
+    def _cut(self, image: torch.Tensor, box: tuple[int, int, int, int, int]) -> torch.Tensor:
+        c = self.crop
+        top, left, hflip, vflip, transpose = box
         crop = image[:, top : top + c, left : left + c]
         if hflip:
             crop = crop.flip(-1)

@@ -13,6 +13,9 @@ run never leaves a broken one; a resumed run continues from the saved step
 with the same random stream and gives the same result as an uninterrupted one.
 Ctrl-C or SIGTERM during training saves a checkpoint at the end of the step in
 progress (:class:`Checkpoints`).
+
+Under ``torchrun`` the processes train one model together (:mod:`perceptlab.distributed`): process 0
+alone writes the run folder, and every process resumes from the checkpoint it reads.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 
 from perceptlab._files import atomic_write, atomic_write_text, check_output_dir
+from perceptlab.distributed import World, world
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -122,11 +126,17 @@ def prepare_run_dir(
     the machine settings :data:`MACHINE_KEYS` may change; ``config.toml`` then
     records the new values.
 
+    Under ``torchrun``, process 0 alone does this and the others receive its answer (the checkpoint
+    too: they need no access to the folder), or raise its error.
+
     Raises:
         OutputError: ``out`` cannot be created or written (checked before any training).
         ValueError: ``out`` holds another configuration, or more steps than ``config`` asks for.
     """
-    out = Path(out)
+    return world().from_main(lambda: _prepare_run_dir(Path(out), config, defaults))
+
+
+def _prepare_run_dir(out: Path, config: Mapping, defaults: Mapping | None) -> tuple[Path, dict | None]:
     check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "config.toml"
@@ -213,10 +223,16 @@ class Checkpoints:
                 checkpoints.step_done(step)
 
     ``state()`` returns what to save (see :func:`save_checkpoint`).
+
+    With several processes (``world``), a signal held by any of them stops all of them after the same
+    step: process 0 saves, and every process waits for that checkpoint before it raises (torchrun
+    ends the other processes as soon as one exits with an error).
     """
 
-    def __init__(self, path: str | os.PathLike, state: Callable[[], Mapping], every: int, last: int):
+    def __init__(self, path: str | os.PathLike, state: Callable[[], Mapping], every: int, last: int,
+                 world: World | None = None):  # fmt: skip
         self.path, self.state, self.every, self.last = Path(path), state, every, last
+        self.world = world or World()
         self.signum: int | None = None
         self._previous: dict = {}
 
@@ -243,12 +259,14 @@ class Checkpoints:
 
         A signal held at the last step does not stop the run: it is complete.
         """
-        stop = self.signum is not None and step < self.last
-        if stop or step % self.every == 0 or step == self.last:
+        signum = self.world.max(self.signum or 0)  # several processes: the same decision on every one
+        stop = signum > 0 and step < self.last
+        if (stop or step % self.every == 0 or step == self.last) and self.world.main:
             save_checkpoint(self.path, self.state())
         if stop:
-            raise Interrupted(self.signum, f"stopped at step {step}, saved in {self.path}; "
-                                           "run the same command again to resume")  # fmt: skip
+            self.world.barrier()
+            raise Interrupted(signum, f"stopped at step {step}, saved in {self.path}; "
+                                      "run the same command again to resume")  # fmt: skip
 
 
 class TrainConfig:
@@ -287,7 +305,7 @@ def save_model_file(path: str | os.PathLike, net: torch.nn.Module, metadata: Map
     """Write ``net``'s weights as safetensors with string ``metadata``, atomically."""
     from safetensors.torch import save_file
 
-    tensors = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}  # from a GPU too
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=dict(metadata)))
 
 
@@ -366,6 +384,11 @@ def train_loop(
         extra: more entries for every checkpoint (a style image's hash, say).
         desc: the progress bar's label.
 
+    Under ``torchrun`` (:mod:`perceptlab.distributed`) every process runs this loop on its slice of each
+    batch: the loss parts are averaged over the processes (the log shows the global batch's, and a
+    non-finite one stops every process), process 0 alone writes the metrics, samples and checkpoints
+    and shows progress, and a signal stops all processes after the same step.
+
     Returns:
         ``{"steps": int, "seconds": float, "final": {loss parts at the last step}}``;
         networks are left in eval mode, ready for the trainer's model file.
@@ -378,13 +401,15 @@ def train_loop(
     import time
 
     out = Path(out)
+    processes = world()
+    seed = int(config.get("seed", 0))
     step, seconds = 0, 0.0
     if resumed:
         for key, obj in state.items():
             obj.load_state_dict(resumed[key])
         restore_rng(resumed["rng"], generator)
         step, seconds = int(resumed["step"]), float(resumed["seconds"])
-    log = MetricsLog(out / "metrics.csv", resume_step=step)
+    log = MetricsLog(out / "metrics.csv", resume_step=step) if processes.main else None
     nets = [obj for obj in state.values() if isinstance(obj, torch.nn.Module)]
 
     def checkpoint() -> dict:
@@ -396,24 +421,27 @@ def train_loop(
             net.train(train)
 
     bar = None
-    if progress:
+    if progress and processes.main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=step, desc=desc, unit="step")
     parts: dict[str, float] = {}
     mode(True)
     try:
-        with Checkpoints(out / "checkpoint.pt", checkpoint, ckpt_every, steps) as checkpoints:
+        with Checkpoints(out / "checkpoint.pt", checkpoint, ckpt_every, steps, processes) as checkpoints:
             while step < steps:
                 started = time.perf_counter()
+                processes.seed_step(seed, step)
                 parts = {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in step_fn().items()}
+                parts = processes.mean(parts)
                 step += 1
                 seconds += time.perf_counter() - started
                 if not all(math.isfinite(v) for v in parts.values()):
                     raise FloatingPointError(f"loss became non-finite at step {step}: {parts} "
                                              "(lower the learning rate)")  # fmt: skip
-                row = dict(parts) if step % log_every == 0 or step == steps else {}
-                if sample is not None and sample_every and (step % sample_every == 0 or step == steps):
+                row = dict(parts) if log is not None and (step % log_every == 0 or step == steps) else {}
+                if (sample is not None and processes.main and sample_every
+                        and (step % sample_every == 0 or step == steps)):  # fmt: skip
                     mode(False)
                     with torch.no_grad():
                         row |= sample(out / "samples" / f"step_{step:06d}.png")

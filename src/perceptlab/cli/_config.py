@@ -83,3 +83,13 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
 def load_config(config_class, args: argparse.Namespace, names: tuple[str, ...]):
     """The configuration from ``--config`` and the flags given (a flag left out keeps the file's or the default)."""
     return config_class.load(args.config, {name: getattr(args, name) for name in names})
+
+
+def print_summary(config, summary: Mapping) -> None:
+    """A trainer's result as JSON on stdout: the configuration and the summary, once (by process 0 under torchrun)."""
+    import json
+
+    from perceptlab.distributed import world
+
+    if world().main:
+        print(json.dumps({"config": dataclasses.asdict(config), **summary}, indent=2))

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import sys
 
-from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config
+from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config, print_summary
 from perceptlab.cli.train_codec import add_codec_parser
 from perceptlab.cli.train_style import add_style_parser
 from perceptlab.sr.train import SRTrainConfig, train_sr
@@ -39,8 +36,8 @@ _SR_HELP = {
     "seed": "seed of every random stream",
     "threads": "torch CPU threads; 0: torch's default, one per core",
 }
-_SR_CHOICES = {"upsample": ("subpixel", "nearest"), "vgg_weights": ("vgg16", "vgg16_caffe"), "vgg_precision": ("fp32", "bf16"),
-               "discriminator": ("srgan", "patch")}  # fmt: skip
+_SR_CHOICES = {"upsample": ("subpixel", "nearest"), "vgg_weights": ("vgg16", "vgg16_caffe"),
+               "vgg_precision": ("fp32", "bf16"), "discriminator": ("srgan", "patch")}  # fmt: skip
 
 
 def add_parser(subparsers) -> None:
@@ -77,5 +74,5 @@ def sr_config(args: argparse.Namespace) -> SRTrainConfig:
 def run_sr(args: argparse.Namespace) -> int:
     config = sr_config(args)
     summary = train_sr(config, args.out, progress=not args.no_progress)
-    print(json.dumps({"config": dataclasses.asdict(config), **summary}, indent=2), file=sys.stdout)
+    print_summary(config, summary)
     return 0

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import sys
 
-from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config
+from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config, print_summary
 
 # What each field of CodecTrainConfig means (the CLI's flags are made from the dataclass; the default is added).
 _CODEC_HELP = {
@@ -66,5 +63,5 @@ def run_codec(args: argparse.Namespace) -> int:
 
     config = codec_config(args)
     summary = train_codec(config, args.out, progress=not args.no_progress)
-    print(json.dumps({"config": dataclasses.asdict(config), **summary}, indent=2), file=sys.stdout)
+    print_summary(config, summary)
     return 0

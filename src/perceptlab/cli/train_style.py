@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import sys
 
-from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config
+from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config, print_summary
 
 # What each field of StyleTrainConfig means (the CLI's flags are made from the dataclass; the default is added).
 _STYLE_HELP = {
@@ -73,5 +70,5 @@ def run_style(args: argparse.Namespace) -> int:
 
     config = style_config(args)
     summary = train_style(config, args.out, progress=not args.no_progress)
-    print(json.dumps({"config": dataclasses.asdict(config), **summary}, indent=2), file=sys.stdout)
+    print_summary(config, summary)
     return 0

@@ -21,7 +21,8 @@ when the tables are built (:meth:`perceptlab.codec.model.CodecModel.build_tables
 The crops come from :class:`perceptlab.data.ImageCrops` (every image held in
 memory as 8 bits); runs are resumable (:mod:`perceptlab.training`). At the
 end the integer coding tables are built and ``model.safetensors`` is written
-with them.
+with them. Under ``torchrun`` it trains on several processes (:mod:`perceptlab.distributed`); each
+process draws the training noise of its own crops.
 """
 
 from __future__ import annotations
@@ -176,11 +177,14 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
     from perceptlab.codec.bitstream import pad
     from perceptlab.codec.model import CodecModel
     from perceptlab.data import ImageCrops
+    from perceptlab.distributed import world
     from perceptlab.io import list_images, read_image, write_image
     from perceptlab.ops.resize import resize_longer_side
     from perceptlab.training import prepare_run_dir, seed_everything, train_loop
 
     config.validate()
+    processes = world()
+    shard = processes.shard(config.batch_size)
     if config.threads:
         torch.set_num_threads(config.threads)
     out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
@@ -188,6 +192,7 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
     model = CodecModel(config.arch, N=config.N, M=config.M)
     if config.init and resumed is None:
         _start_from(model, config)
+    trained = processes.data_parallel(model)  # what the step calls; model itself is saved and sampled
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     data = ImageCrops(config.data, crop=config.crop, seed=config.seed)
     val_paths = list_images(config.val_data) if config.val_data else []
@@ -199,8 +204,8 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
         sample = resize_longer_side(sample, SAMPLE_SIDE)
 
     def step_fn() -> dict:
-        crops = data.sample_crops(config.batch_size, generator)
-        terms = rate_distortion(model(crops), crops, config.lambda_, config.distortion)
+        crops = data.sample_crops(config.batch_size, generator, shard).to(processes.device)
+        terms = rate_distortion(trained(crops), crops, config.lambda_, config.distortion)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
@@ -209,7 +214,7 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
 
     def reconstruct(x: torch.Tensor) -> tuple[torch.Tensor, float]:
         h, w = x.shape[-2:]
-        result = model(pad(x, model.stride))
+        result = processes.hosted(model)(pad(x, model.stride))
         bits = float(sum(-torch.log2(p).sum() for p in result["likelihoods"].values()))
         return result["x_hat"][..., :h, :w].clamp(0, 1), bits / (h * w)
 
@@ -230,8 +235,9 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
                          desc=f"train codec {config.arch}", progress=progress)  # fmt: skip
     step, seconds, parts = summary["steps"], summary["seconds"], summary["final"]
     model.eval()
-    model.build_tables()
     weights = out / "model.safetensors"
-    save_codec_weights(weights, model, config, {"name": out.resolve().name, "steps": str(step),
-                                                "train_seconds": f"{seconds:.1f}"})  # fmt: skip
+    if processes.main:
+        model.cpu().build_tables()
+        save_codec_weights(weights, model, config, {"name": out.resolve().name, "steps": str(step),
+                                                    "train_seconds": f"{seconds:.1f}"})  # fmt: skip
     return {"steps": step, "seconds": seconds, "final": parts, "weights": str(weights)}

@@ -100,7 +100,7 @@ class SRTrainingSet(ImageCrops):
         super().__init__(folders, crop=hr_crop, seed=seed)
 
     def sample_batch(
-        self, batch_size: int, generator: torch.Generator | None = None
+        self, batch_size: int, generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1)
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of random ``(lr, hr)`` pairs, float32 in ``[0, 1]``.
 
@@ -108,12 +108,14 @@ class SRTrainingSet(ImageCrops):
             batch_size: number of pairs.
             generator: the source of randomness; the same seed gives the same
                 batch. ``None`` uses the dataset's own generator (seeded ``seed``).
+            shard: ``(index, count)``: only that slice of the batch (see
+                :meth:`perceptlab.data.ImageCrops.sample_crops`); only its LR side is made.
 
         Returns:
             ``(lr, hr)`` with shapes (B, 3, hr_crop / scale, hr_crop / scale)
             and (B, 3, hr_crop, hr_crop).
         """
-        hr = self.sample_crops(batch_size, generator)
+        hr = self.sample_crops(batch_size, generator, shard)
         return degrade(hr, self.scale, self.blur_sigma), hr
 
     def _item(self, generator: torch.Generator):

@@ -10,6 +10,10 @@ One loop for every network of :data:`perceptlab.nets.sr.SR_NETS`::
 
 Runs are resumable (see :mod:`perceptlab.training`): ``train_sr`` called again
 with the same configuration and folder continues from the last checkpoint.
+Under ``torchrun`` it trains on several processes (:mod:`perceptlab.distributed`): the network in
+``DistributedDataParallel``; the discriminator's gradients are averaged after its own backward pass
+(:meth:`~perceptlab.distributed.World.average_gradients`), since the generator's step leaves gradients in
+it that its step drops.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from perceptlab.distributed import world
 from perceptlab.features.base import native_bf16
 from perceptlab.sr.models import net_options
 from perceptlab.losses import AdversarialLoss, CombinedLoss, parse_spec
@@ -169,11 +174,17 @@ def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> d
     from perceptlab.sr.data import SRTrainingSet
 
     config.validate()
+    processes = world()
+    shard = processes.shard(config.batch_size)
     if config.threads:
         torch.set_num_threads(config.threads)
     out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
     generator = seed_everything(config.seed)
     net, loss, discriminator = _build(config)
+    loss.to(processes.device)
+    model = processes.data_parallel(net)  # what the step calls; net itself is saved and sampled
+    if discriminator is not None:
+        processes.replicate(discriminator)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.d_lr, betas=(0.9, 0.999)) if discriminator else None
     data = SRTrainingSet(config.data, scale=config.scale, hr_crop=config.hr_crop, blur_sigma=config.blur_sigma,
@@ -184,8 +195,8 @@ def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> d
         val = _sample_sheet(config, data)
 
     def step_fn() -> dict:
-        lr_batch, hr_batch = data.sample_batch(config.batch_size, generator)
-        sr = net(lr_batch)
+        lr_batch, hr_batch = (x.to(processes.device) for x in data.sample_batch(config.batch_size, generator, shard))
+        sr = model(lr_batch)
         terms = loss(sr, hr_batch)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
@@ -195,6 +206,7 @@ def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> d
             d_optimizer.zero_grad(set_to_none=True)  # drops what the generator step left in D
             d_loss = adversarial.discriminator_step_loss(sr.detach(), hr_batch)
             d_loss.backward()
+            processes.average_gradients(discriminator)
             d_optimizer.step()
             parts["d_loss"] = d_loss.detach()
         return parts
@@ -204,12 +216,13 @@ def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> d
         state |= {"discriminator": discriminator, "d_optimizer": d_optimizer}
     summary = train_loop(out, dataclasses.asdict(config), step_fn, state, generator, resumed, steps=config.steps,
                          log_every=config.log_every, ckpt_every=config.ckpt_every, sample_every=config.val_every,
-                         sample=lambda path: val(net, path), desc=f"train {config.net} x{config.scale}",
-                         progress=progress)  # fmt: skip
+                         sample=lambda path: val(processes.hosted(net), path),
+                         desc=f"train {config.net} x{config.scale}", progress=progress)  # fmt: skip
     step, seconds, parts = summary["steps"], summary["seconds"], summary["final"]
     net.eval()
     weights = out / "model.safetensors"
-    save_sr_weights(weights, net, config, {"steps": str(step), "train_seconds": f"{seconds:.1f}"})
+    if processes.main:
+        save_sr_weights(weights, net, config, {"steps": str(step), "train_seconds": f"{seconds:.1f}"})
     return {"steps": step, "seconds": seconds, "final": parts, "weights": str(weights)}
 
 

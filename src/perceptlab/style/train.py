@@ -16,7 +16,8 @@ as in the authors' code. The loss weights are discussed in
 The content crops come from :class:`perceptlab.data.ImageCrops`:
 the same random crops, flips and transpositions as SR training, every image
 held in memory as 8 bits (fine for BSD-sized sets; COCO's 80 000 images would
-need ~70 GB). Runs are resumable (see :mod:`perceptlab.training`).
+need ~70 GB). Runs are resumable (see :mod:`perceptlab.training`), and run on several processes
+under ``torchrun`` (:mod:`perceptlab.distributed`).
 """
 
 from __future__ import annotations
@@ -169,16 +170,21 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     """
     from perceptlab.io import read_image, write_image
     from perceptlab.data import ImageCrops
+    from perceptlab.distributed import world
     from perceptlab.ops.resize import resize_longer_side
     from perceptlab.training import prepare_run_dir, seed_everything, train_loop
 
     config.validate()
+    processes = world()
+    shard = processes.shard(config.batch_size)
     if config.threads:
         torch.set_num_threads(config.threads)
     style_sha256 = _file_sha256(config.style)
     out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
     generator = seed_everything(config.seed)
     net, loss = _build(config)
+    loss.to(processes.device)
+    model = processes.data_parallel(net)  # what the step calls; net itself is saved and sampled
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     data = ImageCrops(config.data, crop=config.image_size, seed=config.seed)
     sample = read_image(config.sample_image or data.paths[0])
@@ -188,15 +194,15 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
         raise ValueError(f"{config.style} changed since the run in {out} began; start a new run")
 
     def step_fn() -> dict:
-        crops = data.sample_crops(config.batch_size, generator)
-        terms = loss(net(crops), crops)
+        crops = data.sample_crops(config.batch_size, generator, shard).to(processes.device)
+        terms = loss(model(crops), crops)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
         return {k: v.detach() for k, v in terms.items()}
 
     def sample_fn(path: Path) -> dict:
-        write_image(net(sample), path)
+        write_image(processes.hosted(net)(sample), path)
         return {}
 
     summary = train_loop(out, dataclasses.asdict(config), step_fn, {"net": net, "optimizer": optimizer}, generator,
@@ -206,6 +212,7 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     step, seconds, parts = summary["steps"], summary["seconds"], summary["final"]
     net.eval()
     weights = out / "model.safetensors"
-    save_style_weights(weights, net, config, {"style_sha256": style_sha256, "steps": str(step),
-                                              "train_seconds": f"{seconds:.1f}"})  # fmt: skip
+    if processes.main:
+        save_style_weights(weights, net, config, {"style_sha256": style_sha256, "steps": str(step),
+                                                  "train_seconds": f"{seconds:.1f}"})  # fmt: skip
     return {"steps": step, "seconds": seconds, "final": parts, "weights": str(weights)}
