@@ -86,7 +86,7 @@ class CodecModel(nn.Module):
         if self.tables is not None:
             return self.tables.median.to(torch.float32) / 2**fixed_point.ACTIVATION_BITS
         if self.training:
-            return torch.zeros(self.density.channels)  # noise needs no offset
+            return torch.zeros(self.density.channels, device=next(self.parameters()).device)  # noise needs no offset
         return self._median_steps().to(torch.float32) / 2**fixed_point.ACTIVATION_BITS
 
     def _median_steps(self) -> torch.Tensor:
