@@ -48,27 +48,37 @@ def image_jobs(inputs: Sequence[Path], output: Path) -> list[tuple[Path, Path]]:
             does not fit the inputs, or two inputs that would write the same file.
         OutputError: an output that cannot be written.
     """
+    return file_jobs(inputs, output, list_images, ".png", IMAGE_SUFFIXES, "image files", kind="image ")
+
+
+def file_jobs(inputs: Sequence[Path], output: Path, listing: Callable[[Path], list[Path]], suffix: str,
+              single_suffixes: Sequence[str], what: str, kind: str = "") -> list[tuple[Path, Path]]:  # fmt: skip
+    """:func:`image_jobs` for any kind of file: ``listing(folder)`` finds the inputs of a folder,
+    results are ``output/<stem><suffix>``, and a single output file must end in one of ``single_suffixes``
+    (``what``: what a folder lacks in the error; ``kind``: what the suffix is said to be).
+    """
     files: list[Path] = []
     for path in inputs:
         if path.is_dir():
-            found = list_images(path)
+            found = listing(path)
             if not found:
-                raise ImageError(path, "folder holds no image files")
+                raise ImageError(path, f"folder holds no {what}")
             files += found
         elif path.exists():
             files.append(path)
         else:
             raise ImageError(path, "no such file or folder")
-    suffix = output.suffix.lower()
-    if len(files) == 1 and not inputs[0].is_dir() and not output.is_dir() and suffix:
-        if suffix not in IMAGE_SUFFIXES:
-            raise ImageError(output, f"unknown image suffix {output.suffix!r}: name the output file with one of "
-                                     f"{', '.join(IMAGE_SUFFIXES)}, or give a folder name without a suffix")  # fmt: skip
+    out_suffix = output.suffix.lower()
+    if len(files) == 1 and not inputs[0].is_dir() and not output.is_dir() and out_suffix:
+        if out_suffix not in single_suffixes:
+            allowed = single_suffixes[0] if len(single_suffixes) == 1 else f"one of {', '.join(single_suffixes)}"
+            raise ImageError(output, f"unknown {kind}suffix {output.suffix!r}: name the output file with {allowed}, "
+                                     "or give a folder name without a suffix")  # fmt: skip
         jobs = [(files[0], output)]
     else:
-        if suffix in IMAGE_SUFFIXES and not output.is_dir():
+        if out_suffix in single_suffixes and not output.is_dir():
             raise ImageError(output, "several inputs need an output folder, not a file name")
-        jobs = [(f, output / f"{f.stem}.png") for f in files]
+        jobs = [(f, output / f"{f.stem}{suffix}") for f in files]
     seen: dict[Path, Path] = {}
     for source, target in jobs:
         if target in seen and seen[target].resolve() != source.resolve():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from perceptlab._files import atomic_write, check_output_dir, check_output_file
-from perceptlab.cli._jobs import add_keep_going, raise_if_failed, run_each
+from perceptlab._files import atomic_write
+from perceptlab.cli._jobs import add_keep_going, file_jobs, raise_if_failed, run_each
 from perceptlab.io import IMAGE_SUFFIXES, ImageError, list_images
 
 SUFFIX = ".plc"
@@ -53,46 +52,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run_decompress)
 
 
-def jobs(inputs: Sequence[Path], output: Path, listing: Callable[[Path], list[Path]], suffix: str,
-         single_suffixes: Sequence[str], what: str) -> list[tuple[Path, Path]]:  # fmt: skip
-    """``(input, output)`` pairs, every output checked before any work (as :func:`perceptlab.cli._jobs.image_jobs`).
-
-    One input file and an ``output`` ending in one of ``single_suffixes``: that file. Otherwise ``output``
-    is a folder and each result is ``output/<stem><suffix>``.
-    """
-    files: list[Path] = []
-    for path in inputs:
-        if path.is_dir():
-            found = listing(path)
-            if not found:
-                raise ImageError(path, f"folder holds no {what}")
-            files += found
-        elif path.exists():
-            files.append(path)
-        else:
-            raise ImageError(path, "no such file or folder")
-    out_suffix = output.suffix.lower()
-    if len(files) == 1 and not inputs[0].is_dir() and not output.is_dir() and out_suffix:
-        if out_suffix not in single_suffixes:
-            raise ImageError(output, f"unknown suffix {output.suffix!r}: name the output file with "
-                                     f"{' or '.join(single_suffixes)}, or give a folder name without a suffix")  # fmt: skip
-        pairs = [(files[0], output)]
-    else:
-        if out_suffix in single_suffixes and not output.is_dir():
-            raise ImageError(output, "several inputs need an output folder, not a file name")
-        pairs = [(f, output / f"{f.stem}{suffix}") for f in files]
-    seen: dict[Path, Path] = {}
-    for source, target in pairs:
-        if target in seen and seen[target].resolve() != source.resolve():
-            raise ImageError(target, f"{seen[target]} and {source} would both be written here: rename one")
-        seen[target] = source
-    for folder in {target.parent for target in seen}:
-        check_output_dir(folder)
-    for target in seen:
-        check_output_file(target)
-    return pairs
-
-
 def _coded_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ImageError(folder, "no such folder")
@@ -104,7 +63,7 @@ def run_compress(args: argparse.Namespace) -> int:
     from perceptlab.codec import compress, estimate_bits, load_codec_model
     from perceptlab.io import is_grayscale, read_image
 
-    pairs = jobs(args.inputs, args.output, list_images, SUFFIX, (SUFFIX,), "image files")
+    pairs = file_jobs(args.inputs, args.output, list_images, SUFFIX, (SUFFIX,), "image files")
     model = load_codec_model(args.model)
 
     def work(job: tuple[Path, Path]) -> None:
@@ -126,7 +85,8 @@ def run_decompress(args: argparse.Namespace) -> int:
     from perceptlab.codec import CodecFileError, decompress, load_codec_model, read_header, shipped_codec_models
     from perceptlab.io import save_image
 
-    pairs = jobs(args.inputs, args.output, _coded_files, ".png", IMAGE_SUFFIXES, f"{SUFFIX} files")
+    pairs = file_jobs(args.inputs, args.output, _coded_files, ".png", IMAGE_SUFFIXES, f"{SUFFIX} files",
+                      kind="image ")
     given = load_codec_model(args.model) if args.model else None
     installed = {}  # the shipped models files name, each loaded once
 
