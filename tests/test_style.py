@@ -117,6 +117,21 @@ def test_loss_parts_equal_the_separate_losses():
     assert torch.allclose(parts["loss"], total)
 
 
+def test_the_grid_term_is_off_by_default_and_adds_the_lattice_penalty_when_weighted():
+    from perceptlab.losses.grid import grid_loss
+
+    style, pred, content = torch.rand(1, 3, 40, 48), torch.rand(2, 3, 32, 36), torch.rand(2, 3, 32, 36)
+    torch.manual_seed(1)
+    plain = StyleTransferLoss(style, vgg_weights=None)(pred, content)
+    torch.manual_seed(1)
+    gridded = StyleTransferLoss(style, grid_weight=10.0, vgg_weights=None)
+    parts = gridded(pred, content)
+    assert "grid" not in plain and torch.allclose(parts["grid"], grid_loss(pred, content, period=4))
+    assert torch.allclose(parts["loss"], plain["loss"] + 10.0 * parts["grid"])
+    with pytest.raises(ValueError, match="pass the image"):
+        gridded(pred, gridded.content_targets(content))
+
+
 def test_loss_runs_vgg_once_per_call_and_caches_the_style_grams():
     style = torch.rand(1, 3, 40, 48)
     loss = StyleTransferLoss(style, vgg_weights=None)

@@ -10,8 +10,11 @@ is trained at several style weights (content weight 1), with the grid-free
 ``nearest`` upsampling, each for the same short budget, and every point is
 measured on photos it never saw (the first 8 Kodak images at 512 px): the
 content ratio (target <= 0.85), the style ratio (<= 0.5) and the grid
-(<= 0.03). The chosen weight is the largest that keeps the content ratio's
-worst photo at or below the target: as much style as the photo allows.
+(<= 0.03). The chosen point is the largest style weight that keeps the
+content ratio's worst photo and the grid at or below their targets: as much
+style as the photo allows, without a lattice. The first four points (no grid
+term) printed a lattice above a style weight of 3e3; the fifth adds the
+``grid_weight`` penalty.
 
 Runs: ``$PERCEPTLAB_RUNS/style_sweep/w_WEIGHT`` (default ``~/perceptlab-runs``), resumable.
 Outputs: ``docs/experiments/style_sweep.md``, ``style_sweep.json``, ``style_sweep.jpg``.
@@ -33,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 DOCS = ROOT / "docs" / "experiments"
 STYLE = DATA / "style" / "johnson" / "styles" / "starry_night_crop.jpg"
-WEIGHTS = (1e5, 3e4, 1e4, 3e3)  # 1e5: the first release's weight
+# (style weight, grid weight); 1e5: the first release's weight. The grid term (the `grid` loss against the
+# content crop) was added after the first four points printed a lattice (grid 0.15-0.21 above 3e3).
+POINTS = ((1e5, 0.0), (3e4, 0.0), (1e4, 0.0), (3e3, 0.0), (1e4, 1000.0))
 # The budget of every point: the same for all, so that they compare.
 BASE = {
     "style": str(STYLE), "data": [str(DATA / "T91"), str(DATA / "BSD200")], "steps": 400, "batch_size": 4,
@@ -45,21 +50,25 @@ SIDE = 512
 FIGURE_PHOTOS = (2, 6)  # indices into PHOTOS shown in the figure
 
 
-def run_dir(weight: float) -> Path:
+def run_dir(weight: float, grid: float = 0.0) -> Path:
     root = Path(os.environ.get("PERCEPTLAB_RUNS", "~/perceptlab-runs")).expanduser()
-    return root / "style_sweep" / f"w_{weight:g}"
+    return root / "style_sweep" / (f"w_{weight:g}" + (f"_g{grid:g}" if grid else ""))
+
+
+def label(weight: float, grid: float) -> str:
+    return f"style {weight:g}" + (f", grid {grid:g}" if grid else "")
 
 
 def train() -> None:
     from perceptlab.features.base import native_bf16
     from perceptlab.style.train import StyleTrainConfig, train_style
 
-    for weight in WEIGHTS:
-        values = BASE | {"style_weight": weight}
+    for weight, grid in POINTS:
+        values = BASE | {"style_weight": weight} | ({"grid_weight": grid} if grid else {})
         if not native_bf16():
             values["vgg_precision"] = "fp32"  # bf16 is ~10x slower without bf16 units (benchmarks/README.md)
-        summary = train_style(StyleTrainConfig.from_dict(values), run_dir(weight), progress=sys.stderr.isatty())
-        print(f"style weight {weight:g}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min", file=sys.stderr)
+        summary = train_style(StyleTrainConfig.from_dict(values), run_dir(weight, grid), progress=sys.stderr.isatty())
+        print(f"{label(weight, grid)}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min", file=sys.stderr)
 
 
 @torch.no_grad()
@@ -73,25 +82,27 @@ def measure() -> dict:
     photos = [resize_longer_side(read_image(p), SIDE) for p in PHOTOS]
     style = read_image(STYLE)
     points, outputs = [], {}
-    for weight in WEIGHTS:
-        model = run_dir(weight) / "model.safetensors"
+    for weight, grid in POINTS:
+        model = run_dir(weight, grid) / "model.safetensors"
         if not model.is_file():
-            print(f"style weight {weight:g}: not trained yet ({model})", file=sys.stderr)
+            print(f"{label(weight, grid)}: not trained yet ({model})", file=sys.stderr)
             continue
         net = load_style_model(str(model))
         outs = [stylize_feedforward(net, p).clamp(0, 1) for p in photos]
         c, s = content_ratio(outs, photos), style_ratio(outs, photos, style)
         g = torch.cat([grid_score(o) for o in outs])
-        points.append({"style_weight": weight, "content_ratio": c.tolist(), "style_ratio": s.tolist(),
-                       "grid": g.tolist()})  # fmt: skip
-        outputs[weight] = [outs[i] for i in FIGURE_PHOTOS]
+        points.append({"style_weight": weight, "grid_weight": grid, "content_ratio": c.tolist(),
+                       "style_ratio": s.tolist(), "grid": g.tolist()})  # fmt: skip
+        outputs[label(weight, grid)] = [outs[i] for i in FIGURE_PHOTOS]
     return {"points": points, "outputs": outputs, "photos": [photos[i] for i in FIGURE_PHOTOS]}
 
 
 def choose(points: list[dict]) -> dict | None:
     from perceptlab.style.measures import CONTENT_TARGET
 
-    keeps = [p for p in points if max(p["content_ratio"]) <= CONTENT_TARGET]
+    from perceptlab.style.measures import GRID_TARGET
+
+    keeps = [p for p in points if max(p["content_ratio"]) <= CONTENT_TARGET and max(p["grid"]) <= GRID_TARGET]
     return max(keeps, key=lambda p: p["style_weight"]) if keeps else None
 
 
@@ -101,7 +112,7 @@ def figure(result: dict, path: Path) -> None:
     rows = []
     for k, photo in enumerate(result["photos"]):
         row = {"photo": photo}
-        row |= {f"style weight {w:g}": outs[k] for w, outs in result["outputs"].items()}
+        row |= {name: outs[k] for name, outs in result["outputs"].items()}
         rows.append((PHOTOS[FIGURE_PHOTOS[k]].stem, row))
     whole_image_sheet(rows, shrink=2).save(path, quality=88)
 
@@ -123,21 +134,23 @@ def report(result: dict) -> str:
         f"over that to the nearest other photo; target <= {CONTENT_TARGET}), the **style ratio** (Gram distance "
         f"to the style image over the photo's; target <= {STYLE_TARGET}) and the **grid** (target <= {GRID_TARGET}).",
         "",
-        "| style weight | content ratio median | content ratio worst | style ratio median | style ratio worst "
+        "| style weight | grid weight | content ratio median | content ratio worst | style ratio median | style ratio worst "
         "| grid median | grid worst |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
         c, s, g = p["content_ratio"], p["style_ratio"], p["grid"]
-        lines.append(f"| {p['style_weight']:g} | {statistics.median(c):.3f} | {max(c):.3f} | "
+        lines.append(f"| {p['style_weight']:g} | {p.get('grid_weight', 0):g} | {statistics.median(c):.3f} | {max(c):.3f} | "
                      f"{statistics.median(s):.3f} | {max(s):.3f} | {statistics.median(g):.3f} | {max(g):.3f} |")  # fmt: skip
     lines += ["", "![sweep](style_sweep.jpg)", "",
-              f"Rows: two of the photos; columns: the photo, then each style weight (whole images at half size).", ""]
+              "Rows: two of the photos; columns: the photo, then each point (whole images at half size).", ""]
     if chosen:
-        lines.append(f"Chosen: style weight {chosen['style_weight']:g}, the largest whose worst photo keeps the "
-                     f"content ratio at or below {CONTENT_TARGET}.")  # fmt: skip
+        lines.append(f"Chosen: {label(chosen['style_weight'], chosen.get('grid_weight', 0))}, the largest style "
+                     f"weight whose worst photo keeps the content ratio at or below {CONTENT_TARGET} and the grid "
+                     f"at or below {GRID_TARGET}.")  # fmt: skip
     else:
-        lines.append(f"No point keeps every photo's content ratio at or below {CONTENT_TARGET}.")
+        lines.append(f"No point keeps every photo's content ratio at or below {CONTENT_TARGET} and its grid at or "
+                     f"below {GRID_TARGET}.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -157,7 +170,8 @@ def main() -> int:
     figure(result, DOCS / "style_sweep.jpg")
     (DOCS / "style_sweep.json").write_text(json.dumps({"machine": machine(), "base": BASE, "photos": [p.name for p in PHOTOS],
                                                        "side": SIDE, "points": result["points"],
-                                                       "chosen": (choose(result["points"]) or {}).get("style_weight")},
+                                                       "chosen": {k: (choose(result["points"]) or {}).get(k)
+                                                                  for k in ("style_weight", "grid_weight")}},
                                                       indent=1) + "\n")  # fmt: skip
     (DOCS / "style_sweep.md").write_text(report(result))
     print((DOCS / "style_sweep.md").read_text())

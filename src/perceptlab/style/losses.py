@@ -41,6 +41,7 @@ from perceptlab.losses.perceptual import (
     gram_matrix,
     style_loss,
 )
+from perceptlab.losses.grid import grid_loss
 from perceptlab.losses.tv import total_variation
 from perceptlab.ops.resize import resize_longer_side
 
@@ -95,7 +96,7 @@ class StyleTransferLoss(nn.Module):
             256x256 measured the same either way on our CPUs, for 1 image and 4).
 
     Returns:
-        ``{"loss", "content", "style", "tv"}``: the weighted total and the
+        ``{"loss", "content", "style", "tv"}`` (and ``"grid"`` with a ``grid_weight``): the weighted total and the
         three unweighted terms, scalars (the house convention: logs compare
         across weightings).
 
@@ -128,13 +129,14 @@ class StyleTransferLoss(nn.Module):
         pooling: str = "max",
         channels_last: bool = True,
         precision: str = "fp32",
+        grid_weight: float = 0.0,
     ):
         super().__init__()
         check_image(style_image, "style_image", channels=3)
         if style_image.shape[0] != 1:
             raise ValueError(f"style_image must be one image (batch 1), got shape {tuple(style_image.shape)}")
         for name, value in (("content_weight", content_weight), ("style_weight", style_weight),
-                            ("tv_weight", tv_weight)):  # fmt: skip
+                            ("tv_weight", tv_weight), ("grid_weight", grid_weight)):  # fmt: skip
             if not value >= 0:
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
         self.content_layers = _layer_weights(content_layers)
@@ -145,6 +147,7 @@ class StyleTransferLoss(nn.Module):
         )  # fmt: skip
         self.style_layers = {name: w / self._channels(name) ** 2 for name, w in style_layers.items()}
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.grid_weight = grid_weight
         self.set_style(resize_longer_side(style_image, style_size))
 
     def _channels(self, layer: str) -> int:
@@ -179,9 +182,13 @@ class StyleTransferLoss(nn.Module):
         return {name: features[name] for name in self.content_layers}
 
     def forward(self, pred: torch.Tensor, content: torch.Tensor | dict) -> dict[str, torch.Tensor]:
+        image = None
         if isinstance(content, torch.Tensor):
             check_pair(pred, content, channels=3)
-            content = self.content_targets(content)
+            image, content = content, self.content_targets(content)
+        elif self.grid_weight:
+            raise ValueError("the grid term compares the output with the content image: pass the image, not its "
+                             "features")  # fmt: skip
         features = self.net(pred)
         parts = {
             "content": feature_reconstruction_loss(features, content, self.content_layers).mean(),
@@ -190,4 +197,8 @@ class StyleTransferLoss(nn.Module):
         }
         total = (self.content_weight * parts["content"] + self.style_weight * parts["style"]
                  + self.tv_weight * parts["tv"])  # fmt: skip
+        if self.grid_weight:
+            # A lattice fixed to the network's 4-pixel stride (two stride-2 stages), against the photo's phases.
+            parts["grid"] = grid_loss(pred, image, period=4)
+            total = total + self.grid_weight * parts["grid"]
         return {"loss": total, **parts}

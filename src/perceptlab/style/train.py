@@ -52,6 +52,9 @@ class StyleTrainConfig(TrainConfig):
         content_layers, style_layers: VGG-16 layers of the two terms.
         content_weight, style_weight, tv_weight: the loss weights
             (:class:`perceptlab.style.StyleTransferLoss`).
+        grid_weight: weight of a penalty on a lattice fixed to the network's 4-pixel stride
+            (:func:`perceptlab.losses.grid_loss` of the output against the content crop); 0, the paper's
+            objective, leaves it out (docs/experiments/style_sweep.md: the style term teaches one).
         style_size: longer side the style image is resized to before taking
             its Grams; 0 keeps its size.
         norm: ``instance`` or ``batch`` (:class:`perceptlab.nets.style.JohnsonStyleNet`).
@@ -78,6 +81,7 @@ class StyleTrainConfig(TrainConfig):
     content_weight: float = CONTENT_WEIGHT
     style_weight: float = STYLE_WEIGHT
     tv_weight: float = TV_WEIGHT
+    grid_weight: float = 0.0
     style_size: int = 256
     norm: str = "instance"
     padding: str = "reflect"
@@ -146,7 +150,8 @@ def _build(config: StyleTrainConfig):
     loss = StyleTransferLoss(
         read_image(config.style), content_layers=config.content_layers, style_layers=config.style_layers,
         content_weight=config.content_weight, style_weight=config.style_weight, tv_weight=config.tv_weight,
-        style_size=config.style_size or None, vgg_weights=config.vgg_weights, precision=config.vgg_precision,
+        grid_weight=config.grid_weight, style_size=config.style_size or None, vgg_weights=config.vgg_weights,
+        precision=config.vgg_precision,
     )  # fmt: skip
     return net, loss
 
