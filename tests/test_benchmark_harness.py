@@ -33,3 +33,25 @@ def test_a_tag_writes_beside_the_main_result_and_bad_tags_are_refused(harness, t
     for bad in ("../x", "a/b", ""):
         with pytest.raises(SystemExit):
             harness.parse_args(parser, ["--tag", bad])
+
+
+def test_the_codec_benchmark_runs_and_writes_speeds_and_the_coder_share(monkeypatch, tmp_path):
+    import sys
+
+    from conftest import shared_dir
+
+    shared_dir("kodak")
+    monkeypatch.syspath_prepend(str(HARNESS.parent))
+    import harness as shared_harness
+
+    monkeypatch.setattr(shared_harness, "RESULTS_DIR", tmp_path)
+    spec = importlib.util.spec_from_file_location("bench_codec_under_test", HARNESS.parent / "bench_codec.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick", "--threads", "1"]) == 0
+    result = json.loads((tmp_path / "codec.json").read_text())
+    assert len(result["rows"]) == 2 and result["arch"] == "bls2017"
+    row = result["rows"][0]
+    assert row["bpp"] == pytest.approx(8 * row["bytes"] / (row["megapixels"] * 1e6))
+    assert row["encode_mp_per_s"] > 0 and row["decode_mp_per_s"] > 0 and row["coder_share_decode"] < 1
+    sys.modules.pop("harness", None)
