@@ -6,7 +6,7 @@
 For each image: ``perceptlab.codec.compress`` and ``decompress`` whole (the
 file's bytes in, the image out), and their transforms alone (the analysis
 transform, and the hyper-analysis, for encoding; the synthesis for decoding),
-each timed with ``harness.measure``. Everything else in a call (the
+timed round-robin with ``harness.interleaved``. Everything else in a call (the
 hyperprior's integer table choice, range coding, the header) is the coder's
 share: ``1 - transforms / whole``. Targets (issue 16): decode >= 1 MP/s on our
 2 cores, entropy coding < 10 % of the time. A model with random weights codes
@@ -75,18 +75,22 @@ def main(argv=None) -> int:
             with torch.no_grad():
                 return model.net.synthesis(y_hat.float()[None])
 
-        timed = {
-            "encode": harness.measure(lambda: compress(model, x), repeat=repeat),
-            "decode": harness.measure(lambda: decompress(data, model), repeat=repeat),
-            "analysis": harness.measure(analysis, repeat=repeat),
-            "synthesis": harness.measure(synthesis, repeat=repeat),
-        }
+        # Round-robin, so that load from other jobs hits the whole calls and their transforms alike;
+        # the coder's share is taken round by round (paired), then the median.
+        timed = harness.interleaved({
+            "encode": lambda: compress(model, x), "decode": lambda: decompress(data, model),
+            "analysis": analysis, "synthesis": synthesis}, warmup=2, repeat=repeat)  # fmt: skip
         med = {k: v["median_s"] for k, v in timed.items()}
+
+        def share(part: str, whole: str) -> float:
+            pairs = zip(timed[part]["times_s"], timed[whole]["times_s"], strict=True)
+            return statistics.median(1 - p / w for p, w in pairs)
+
         row = {"image": path.name, "megapixels": pixels, "bytes": len(data), "bpp": 8 * len(data) / (pixels * 1e6),
                "timings_s": timed,
                "encode_mp_per_s": pixels / med["encode"], "decode_mp_per_s": pixels / med["decode"],
-               "coder_share_encode": 1 - med["analysis"] / med["encode"],
-               "coder_share_decode": 1 - med["synthesis"] / med["decode"]}  # fmt: skip
+               "coder_share_encode": share("analysis", "encode"),
+               "coder_share_decode": share("synthesis", "decode")}  # fmt: skip
         rows.append(row)
         table.append([path.name, row["bpp"], row["encode_mp_per_s"], row["decode_mp_per_s"],
                       row["coder_share_encode"], row["coder_share_decode"]])  # fmt: skip
@@ -96,8 +100,9 @@ def main(argv=None) -> int:
     path = harness.write_result("codec", {
         "model": args.model or "random weights (bls2017, N=64, M=96): coder share not representative",
         "arch": model.arch, "N": model.N, "M": model.M, "threads": torch.get_num_threads(),
-        "method": "harness.measure per call (2 warm-up calls, then at least 5 timed); coder share = 1 - "
-                  "transform time / whole call, medians; images read whole, padded to the model's stride",
+        "method": "harness.interleaved round-robin over the four calls (2 warm-up rounds, then at least 5 timed); "
+                  "coder share = median over rounds of 1 - transform time / whole call; images read whole, padded "
+                  "to the model's stride",
         "rows": rows, "median_over_images": summary}, env)  # fmt: skip
     print(f"median: encode {summary['encode_mp_per_s']:.2f} MP/s, decode {summary['decode_mp_per_s']:.2f} MP/s, "
           f"coder share {summary['coder_share_encode']:.0%} / {summary['coder_share_decode']:.0%}; wrote {path}")
