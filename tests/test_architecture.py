@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "perceptlab"
-TASKS = ("sr", "style", "codec")  # one package per task; DeePSiM will join them
+TASKS = ("sr", "style", "codec", "deepsim")  # one package per task
 FRONT = ("cli",)  # may import everything
 
 

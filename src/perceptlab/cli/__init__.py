@@ -21,13 +21,13 @@ import warnings
 
 from perceptlab import __version__
 from perceptlab._alloc import keep_freed_memory
-from perceptlab.cli import codec, evaluate, export, models, score, stylize, train, upscale, weights
+from perceptlab.cli import codec, deepsim, evaluate, export, models, score, stylize, train, upscale, weights
 from perceptlab.cli._jobs import error_message
 from perceptlab.io import ImageError
 from perceptlab.training import Interrupted
 from perceptlab.weights import WeightsError
 
-COMMANDS = (score, upscale, stylize, codec, train, evaluate, models, weights, export)
+COMMANDS = (score, upscale, stylize, codec, deepsim, train, evaluate, models, weights, export)
 # OSError: a full disk or a file that vanished is the user's to fix, not a bug to trace.
 EXPECTED_ERRORS = (ImageError, WeightsError, ValueError, ImportError, OSError, FloatingPointError)
 
