@@ -190,6 +190,7 @@ from test_distributed import recording
 
 perceptlab.training.train_loop = recording(perceptlab.training.train_loop)  # before the trainers import it
 from perceptlab.codec.train import CodecTrainConfig, train_codec
+from perceptlab.deepsim.train import DeepSimTrainConfig, train_deepsim
 from perceptlab.sr.train import SRTrainConfig, train_sr
 from perceptlab.style.train import StyleTrainConfig, train_style
 
@@ -197,6 +198,7 @@ runs = json.loads(open(sys.argv[1]).read())
 train_sr(SRTrainConfig(**runs["gan"]), runs["out"] + "/gan", progress=False)
 train_style(StyleTrainConfig(**runs["style"]), runs["out"] + "/style", progress=False)
 train_codec(CodecTrainConfig(**runs["codec"]), runs["out"] + "/codec", progress=False)
+train_deepsim(DeepSimTrainConfig(**runs["deepsim"]), runs["out"] + "/deepsim", progress=False)
 """
 
 
@@ -216,6 +218,8 @@ def runs(tmp_path_factory):
                       vgg_weights=None, sample_every=3, ckpt_every=3, log_every=1, threads=1),
         "codec": dict(arch="bls2017", N=8, M=8, data=[str(photos)], crop=16, batch_size=4, steps=3, lr=1e-3,
                       sample_every=3, log_every=1, threads=1),
+        "deepsim": dict(kind="autoencoder", losses=["pixel:mse"], data=[str(photos)], crop=32, batch_size=4,
+                        steps=3, width=8, bottleneck=4, sample_every=3, log_every=1, threads=1),
     }  # fmt: skip
     (root / "runs.json").write_text(json.dumps(runs | {"out": str(root / "two")}))
     (root / "script.py").write_text(_SCRIPT.format(tests=str(Path(__file__).parent)))
@@ -223,6 +227,7 @@ def runs(tmp_path_factory):
     import perceptlab.sr.train
     import perceptlab.training
     from perceptlab.codec.train import CodecTrainConfig, train_codec
+    from perceptlab.deepsim.train import DeepSimTrainConfig, train_deepsim
     from perceptlab.style.train import StyleTrainConfig, train_style
 
     with pytest.MonkeyPatch.context() as patch:
@@ -233,6 +238,7 @@ def runs(tmp_path_factory):
                                      progress=False)  # fmt: skip
         train_style(StyleTrainConfig(**runs["style"]), root / "one" / "style", progress=False)
         train_codec(CodecTrainConfig(**runs["codec"]), root / "one" / "codec", progress=False)
+        train_deepsim(DeepSimTrainConfig(**runs["deepsim"]), root / "one" / "deepsim", progress=False)
     return root
 
 
@@ -257,6 +263,12 @@ def test_style_on_two_processes_trains_as_one_process(runs):
     _assert_trains_as(rank0["final"]["net"], _net(_record(runs / "one" / "style"), "net"), rank0["grad"]["net"])
     assert torch.equal(_weights(runs / "two" / "style" / "model.safetensors")["body.0.weight"],
                        rank0["final"]["net"]["body.0.weight"])  # fmt: skip
+
+
+def test_deepsim_autoencoder_on_two_processes_trains_as_one_process(runs):
+    rank0, _ = _assert_processes_agree(runs / "two" / "deepsim")
+    _assert_trains_as(rank0["final"]["net"], _net(_record(runs / "one" / "deepsim"), "net"), rank0["grad"]["net"])
+    assert _steps(runs / "two" / "deepsim" / "metrics.csv") == [1, 2, 3]
 
 
 def test_codec_on_two_processes_trains_and_ends_with_tables(runs):
