@@ -104,7 +104,9 @@ def model_card(name: str, result: dict) -> str:
     arch, point = name.rsplit("_", 1)
     _, meta = load_model_file(runs_root() / name / "model.safetensors")
     r = recipe(name)
-    rows = [row for row in result["rows"] if row.get("label") == str(runs_root() / name / "model.safetensors")]
+    # evaluate_codecs labels a learned codec's points ("param") by the spec it was loaded from.
+    spec = str(runs_root() / name / "model.safetensors")
+    rows = [row for row in result["rows"] if row["codec"] == f"ours_{arch}" and row["param"] == spec]
     mean = {m: sum(row[m] for row in rows) / len(rows) for m in ("bpp", *METRICS)} if rows else {}
     lines = [f"# codec_{name}", "",
              f"Learned image codec, `{arch}` (Ballé et al. {'2017, factorised prior' if arch == 'bls2017' else '2018, scale hyperprior'}), "

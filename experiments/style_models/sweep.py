@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -101,9 +102,10 @@ def measure() -> dict:
 def choose(points: list[dict]) -> dict | None:
     from perceptlab.style.measures import CONTENT_TARGET
 
-    from perceptlab.style.measures import GRID_TARGET
+    from perceptlab.style.measures import GRID_TARGET, STYLE_TARGET
 
-    keeps = [p for p in points if max(p["content_ratio"]) <= CONTENT_TARGET and max(p["grid"]) <= GRID_TARGET]
+    keeps = [p for p in points if max(p["content_ratio"]) <= CONTENT_TARGET and max(p["grid"]) <= GRID_TARGET
+             and statistics.median(p["style_ratio"]) <= STYLE_TARGET]
     return max(keeps, key=lambda p: p["style_weight"]) if keeps else None
 
 
@@ -148,10 +150,10 @@ def report(result: dict) -> str:
     if chosen:
         lines.append(f"Chosen: {label(chosen['style_weight'], chosen.get('grid_weight', 0))}, the largest style "
                      f"weight whose worst photo keeps the content ratio at or below {CONTENT_TARGET} and the grid "
-                     f"at or below {GRID_TARGET}.")  # fmt: skip
+                     f"at or below {GRID_TARGET}, with a style ratio median at or below {STYLE_TARGET}.")  # fmt: skip
     else:
-        lines.append(f"No point keeps every photo's content ratio at or below {CONTENT_TARGET} and its grid at or "
-                     f"below {GRID_TARGET}.")  # fmt: skip
+        lines.append(f"No point meets all three yet: every photo's content ratio at or below {CONTENT_TARGET} and "
+                     f"grid at or below {GRID_TARGET}, with a style ratio median at or below {STYLE_TARGET}.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
