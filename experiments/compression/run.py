@@ -4,6 +4,7 @@
     python experiments/compression/run.py --train-all            # every point, base models first
     python experiments/compression/run.py                        # evaluate what is trained, write the report
     python experiments/compression/run.py --ship                 # ... and copy the finished models into the package
+    python experiments/compression/run.py --saved                # the report again from the last evaluation
 
 Every architecture has a base model at the middle rate (``q3``, CompressAI's
 third MSE level) trained from scratch; the other rate points are fine-tuned
@@ -122,6 +123,70 @@ def model_card(name: str, result: dict) -> str:
     return "\n".join(lines)
 
 
+PICTURE_IMAGES = ("kodim04", "kodim14", "kodim23")  # a face, a busy outdoor scene, smooth colour
+
+
+def pictures(point: str = BASE_POINT) -> Path | None:
+    """Decoded crops of our ``point`` models next to JPEG and AVIF at the nearest rate, and the original.
+
+    Every image goes through a real file; each standard codec takes the setting of its sweep whose
+    file size is nearest to our hyperprior model's on that image. Writes ``compression_crops.jpg``.
+    """
+    import torch
+
+    from perceptlab.codec import compress, decompress, load_codec_model
+    from perceptlab.codec.classic import get_codec
+    from perceptlab.io import read_image
+    from perceptlab.plot.sheets import crop_sheet
+
+    models = {arch: runs_root() / f"{arch}_{point}" / "model.safetensors" for arch in ARCHS}
+    if not all(p.is_file() for p in models.values()):
+        return None
+    models = {arch: load_codec_model(str(p)) for arch, p in models.items()}
+    rows = []
+    for name in PICTURE_IMAGES:
+        x = read_image(DATA / "kodak" / f"{name}.png")
+        pixels = x.shape[-2] * x.shape[-1]
+        row, target = {}, None
+        for arch in ("hyperprior", "bls2017"):
+            data = compress(models[arch], x)
+            bpp = 8 * len(data) / pixels
+            target = target or bpp
+            row[f"{arch} {bpp:.2f} bpp"] = decompress(data, models[arch])["image"]
+        rgb = (x[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
+        for codec_name in ("jpeg", "avif"):
+            codec = get_codec(codec_name)
+            if not codec.available():
+                continue
+            coded = {q: codec.encode(rgb, q) for q in codec.params}
+            q = min(coded, key=lambda q: abs(8 * len(coded[q]) / pixels - target))
+            decoded = torch.from_numpy(codec.decode(coded[q]).copy()).permute(2, 0, 1)[None].float() / 255
+            row[f"{codec_name} {8 * len(coded[q]) / pixels:.2f} bpp"] = decoded
+        row["original"] = x
+        rows.append((name, row))
+    path = DOCS / "compression_crops.jpg"
+    crop_sheet(rows, crop=128, zoom=2).save(path, quality=92)
+    return path
+
+
+# The issue's targets: (codec, metric, what its BD-rate against JPEG must be at or below, where it comes from).
+TARGETS = (("ours_bls2017", "psnr", -45.0, "Ballé 2017's published MSE curve"),
+           ("ours_hyperprior", "psnr", "avif", "AVIF (aom), measured here"))  # fmt: skip
+
+
+def targets(result: dict) -> str:
+    """The issue's targets against this evaluation, as a markdown table."""
+    bd = result["bd_rate"]
+    lines = ["## Targets", "", "| codec | metric | BD-rate | target | met |", "|---|---|---:|---:|---|"]
+    for codec, metric, goal, source in TARGETS:
+        ours = bd.get(codec, {}).get(metric)
+        bound = bd.get(goal, {}).get(metric) if isinstance(goal, str) else goal
+        met = "yes" if ours is not None and bound is not None and ours <= bound else "no"
+        shown = "missing" if ours is None else f"{ours:+.1f} %"
+        lines.append(f"| {codec} | {metric} | {shown} | {'?' if bound is None else f'{bound:+.1f} %'} ({source}) | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", choices=names(), help="train (or resume) one run, then stop")
@@ -129,6 +194,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, help="with --train: the step budget")
     parser.add_argument("--limit", type=int, help="evaluate the first N Kodak images only")
     parser.add_argument("--ship", action="store_true", help="after the report, copy the finished models into the package")
+    parser.add_argument("--pictures", action="store_true", help="only write the decoded-crops picture")
+    parser.add_argument("--saved", action="store_true", help="write the report (and ship) from the last evaluation "
+                        "saved in the runs folder instead of evaluating again")
     args = parser.parse_args()
     import torch
 
@@ -141,16 +209,31 @@ def main() -> int:
                 print(f"{name}: {exc}", file=sys.stderr)
                 return getattr(exc, "exit_code", 130)
         return 0
+    if args.pictures:
+        print(f"wrote {pictures()}", file=sys.stderr)
+        return 0
     from perceptlab.codec.evaluate import write_report
 
-    result = evaluate(args.limit)
     out = runs_root() / "eval"
+    if args.saved:
+        if not (out / "results.json").is_file():
+            raise SystemExit(f"{out / 'results.json'}: no saved evaluation; run without --saved first")
+        result = json.loads((out / "results.json").read_text())
+    else:
+        result = evaluate(args.limit)
     written = write_report(out, result, title="Learned and standard codecs on Kodak")
     DOCS.mkdir(parents=True, exist_ok=True)
     for path in written:
         if path.suffix == ".svg":
             shutil.copyfile(path, DOCS / f"compression_{path.name}")
     report = (out / "results.md").read_text().replace("](rd_", "](compression_rd_")
+    # a learned codec's points are named by their run folder, not by this machine's path to it
+    report = report.replace(f"{runs_root()}/", "runs/").replace("/model.safetensors", "")
+    picture = pictures()
+    if picture:
+        report += (f"\n## Decoded crops\n\nOur `{BASE_POINT}` models next to JPEG and AVIF at the nearest rate of their "
+                   f"sweeps, from real files, 128-pixel crops at 2x: ![decoded crops]({picture.name})\n")
+    report += "\n" + targets(result) + "\n" + (HERE / "notes.md").read_text()
     (DOCS / "compression.md").write_text(report)
     (DOCS / "compression.json").write_text(json.dumps({k: v for k, v in result.items() if k != "rows"},
                                                       indent=1, default=str) + "\n")  # fmt: skip

@@ -79,6 +79,28 @@ class ImageCrops(IterableDataset):
             raise ValueError(f"no image of at least {self.crop}x{self.crop} pixels in {where}")
         return paths, images
 
+    def holdout(self, every: int) -> ImageCrops:
+        """Move every ``every``-th image (the 1st, the ``every+1``-th, ...) out of this set into a new one.
+
+        A validation set from the same folders that training never sees; this set keeps the rest.
+        The new set has the same crop and seed.
+
+        Raises:
+            ValueError: ``every`` below 2, or too few images to leave one on each side.
+        """
+        if isinstance(every, bool) or not isinstance(every, int) or every < 2:
+            raise ValueError(f"holdout needs every >= 2, got {every!r}")
+        if len(self.images) < 2:
+            raise ValueError(f"holdout needs at least 2 images, got {len(self.images)}")
+        held = type(self).__new__(type(self))
+        IterableDataset.__init__(held)
+        held.crop, held.seed = self.crop, self.seed
+        held.paths, held.images = self.paths[::every], self.images[::every]
+        held._generator = torch.Generator().manual_seed(self.seed)
+        keep = [i for i in range(len(self.images)) if i % every]
+        self.paths, self.images = [self.paths[i] for i in keep], [self.images[i] for i in keep]
+        return held
+
     def sample_crops(self, batch_size: int, generator: torch.Generator | None = None,
                      shard: tuple[int, int] = (0, 1)) -> torch.Tensor:  # fmt: skip
         """A batch of random crops, (B, 3, crop, crop) float32 in ``[0, 1]``.

@@ -62,6 +62,9 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class, helps: Mappi
             else:
                 parser.add_argument(how.flag or flag, type=_split, dest=f.name, metavar=how.metavar,
                                     help=text + "; comma-separated")  # fmt: skip
+        elif str(f.type) == "bool":  # --flag / --no-flag; unset leaves the TOML's value
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, dest=f.name, default=None,
+                                help=f"{helps[f.name]} (default: {'on' if default else 'off'})")  # fmt: skip
         else:
             given = f"choices: {', '.join(choices[f.name])}; " if f.name in choices else ""
             shown = "none" if default is None else default

@@ -7,6 +7,7 @@ import argparse
 from perceptlab.cli._config import ListFlag, add_config_flags, add_run_flags, load_config, print_summary
 from perceptlab.cli.train_codec import add_codec_parser
 from perceptlab.cli.train_deepsim import add_deepsim_parsers
+from perceptlab.cli.train_proxy import add_proxy_parser
 from perceptlab.cli.train_style import add_style_parser
 from perceptlab.sr.train import SRTrainConfig, train_sr
 
@@ -42,7 +43,7 @@ _SR_CHOICES = {"upsample": ("subpixel", "nearest"), "vgg_weights": ("vgg16", "vg
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a network (sr, style, codec, autoencoder, vae, invert)",
+    p = subparsers.add_parser("train", help="train a network (sr, style, codec, proxy, autoencoder, vae, invert)",
                               description="Train a network.")  # fmt: skip
     tasks = p.add_subparsers(dest="task", required=True, metavar="TASK")
     sr = tasks.add_parser(
@@ -67,6 +68,7 @@ def add_parser(subparsers) -> None:
     sr.set_defaults(run=run_sr)
     add_style_parser(tasks)
     add_codec_parser(tasks)
+    add_proxy_parser(tasks)
     add_deepsim_parsers(tasks)
 
 

@@ -11,9 +11,16 @@ _CODEC_HELP = {
     "arch": "bls2017: Ballé et al. 2017's factorised prior; hyperprior: Ballé et al. 2018's scale hyperprior",
     "N": "channels of the transforms (the papers: 128, or 192 at high rates)",
     "M": "channels of the latent y (the papers: 192, or 320 at high rates)",
-    "lambda_": "weight of the distortion in lambda * D + bpp, D = 255^2 * MSE or 1 - MS-SSIM "
+    "lambda_": "weight of the distortion in lambda * D + bpp, D = 255^2 * MSE or 1 - MS-SSIM, ... "
                "(CompressAI's MSE levels: 0.0018 to 0.18; its MS-SSIM levels start at 2.4)",
-    "distortion": "the distortion D",
+    "distortion": "the distortion D: mse, ms_ssim, lpips, dists, feature:LAYER (VGG-16), vmaf (differentiable, "
+                  "vmaf-torch: v0.6.1, luma, motion off) or vmaf_proxy (a trained quality proxy, --proxy); the "
+                  "perceptual ones are scaled to 255^2 * MSE's order (perceptlab.codec.distortion)",
+    "alpha": "weight of the perceptual distortion against MSE: D = alpha * L_p + (1 - alpha) * 255^2 * MSE",
+    "proxy": "quality proxy for --distortion vmaf_proxy: a model.safetensors or run folder of train proxy",
+    "alternate": "with vmaf_proxy: train the proxy on the codec's outputs (true VMAF labels) after every codec "
+                 "step, as Chen et al. do; without it the proxy stays frozen and can be fooled",
+    "proxy_lr": "Adam learning rate of the proxy with --alternate",
     "data": "folder of training images",
     "steps": "optimisation steps; may be raised when resuming",
     "batch_size": "crops per step",
@@ -29,7 +36,7 @@ _CODEC_HELP = {
     "seed": "seed of every random stream",
     "threads": "torch CPU threads; 0: torch's default, one per core",
 }
-_CODEC_CHOICES = {"arch": ("bls2017", "hyperprior"), "distortion": ("mse", "ms_ssim")}
+_CODEC_CHOICES = {"arch": ("bls2017", "hyperprior")}
 
 
 def add_codec_parser(tasks) -> None:

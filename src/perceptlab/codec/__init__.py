@@ -9,7 +9,9 @@
 - :func:`load_codec_model`: a shipped name, a ``model.safetensors``, a
   ``checkpoint.pt`` or a run folder.
 - :func:`train_codec` / :class:`CodecTrainConfig`: train a model for one
-  trade-off ``λ · D + R``.
+  trade-off ``λ · D + R``; ``D`` is MSE or a perceptual measure (:mod:`.distortion`).
+- :mod:`.proxy`: a small network trained to predict VMAF (ProxIQA), on
+  distorted crops (:mod:`.distort`), frozen or trained alternately with a codec.
 
 Decoding is exact across machines: the decoded symbols depend on integers
 only (the hyperprior's table choice runs in integer arithmetic,

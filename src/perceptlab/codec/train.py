@@ -5,18 +5,28 @@
     crops = data.sample_crops(batch_size)         # random crop x crop squares of the training folders
     out = model(crops)                             # CodecModel in train mode: latents + U(-0.5, 0.5) noise
     bpp = sum(-log2 likelihoods) / pixels          # all latents (y, and z for the hyperprior)
-    loss = lambda * D + bpp                        # D = 255**2 * MSE, or 1 - MS-SSIM
+    loss = lambda * D + bpp                        # D = 255**2 * MSE, or a perceptual term (codec.distortion)
     Adam step on loss (gradient norm clipped at 1)
+    [--alternate: one Adam step of the VMAF proxy towards true VMAF on (crops, the codec's outputs)]
 
 The loss is Ballé et al.'s ``R + λD`` written as CompressAI writes it, ``λ``
 scaling the distortion: ``λ · 255² · MSE + bpp`` (MSE of images in [0, 1]),
-or ``λ · (1 - MS-SSIM) + bpp``. Our default ``λ = 0.0067`` is CompressAI's
+or ``λ · (1 - MS-SSIM) + bpp``; LPIPS, DISTS, VGG features, VMAF and the VMAF proxy,
+alone or mixed with MSE (``alpha``), are scaled to MSE's order (:mod:`perceptlab.codec.distortion`).
+Our default ``λ = 0.0067`` is CompressAI's
 third MSE quality level (its eight run from 0.0018 to 0.18); MS-SSIM needs
 values about a thousand times larger (CompressAI's start at 2.4) and crops
 of at least 161 pixels. Adam at 1e-4
 and gradient clipping at norm 1 are CompressAI's example trainer's; no
 auxiliary loss is needed, the density's quantiles being found by bisection
 when the tables are built (:meth:`perceptlab.codec.model.CodecModel.build_tables`).
+
+With ``distortion = "vmaf_proxy"`` the loss goes through a quality proxy
+(:mod:`perceptlab.codec.proxy`, trained with ``train proxy``). Frozen, a codec learns to fool it (Chen et
+al. report a proxy score of 97.74 where VMAF says 5.35); with ``alternate``, as in their method, every
+codec step is followed by a proxy step on that step's crops and outputs, labelled with true VMAF, so
+the proxy keeps up with what the codec makes. The run logs the true VMAF of each batch beside the
+proxy's, which shows fooling as it happens, and writes the proxy it ends with to ``proxy.safetensors``.
 
 The crops come from :class:`perceptlab.data.ImageCrops` (every image held in
 memory as 8 bits); runs are resumable (:mod:`perceptlab.training`). At the
@@ -35,14 +45,12 @@ from pathlib import Path
 
 import torch
 
+from perceptlab.codec.distortion import DISTORTIONS, MS_SSIM_MIN_SIDE, Distortion, parse_distortion
 from perceptlab.training import TrainConfig, save_model_file
 
 ARCHS = ("bls2017", "hyperprior")
-DISTORTIONS = ("mse", "ms_ssim")
 # Samples are made at most this large (longer side), to stay cheap.
 SAMPLE_SIDE = 512
-# MS-SSIM's five scales need this many pixels (perceptlab.metrics.ssim.ms_ssim).
-MS_SSIM_MIN_SIDE = 161
 CLIP_NORM = 1.0
 
 
@@ -54,7 +62,12 @@ class CodecTrainConfig(TrainConfig):
         arch: ``bls2017`` or ``hyperprior`` (:mod:`perceptlab.nets.codec`).
         N, M: channels of the transforms and of the latent ``y``.
         lambda_: weight of the distortion (``--lambda``; see the module docstring).
-        distortion: ``mse`` or ``ms_ssim``.
+        distortion: ``mse``, ``ms_ssim``, ``lpips``, ``dists``, ``feature:LAYER``, ``vmaf`` or ``vmaf_proxy``
+            (:mod:`perceptlab.codec.distortion`).
+        alpha: weight of the perceptual distortion against ``255²·MSE``: ``D = α·L_p + (1-α)·L_d``.
+        proxy: the quality proxy for ``vmaf_proxy`` (a ``train proxy`` model, run folder or shipped name).
+        alternate: train the proxy too, one step after every codec step (``vmaf_proxy`` only).
+        proxy_lr: Adam learning rate of the proxy when ``alternate``.
         data: folders of training images (not searched recursively).
         steps: optimisation steps (the budget; may be raised when resuming).
         batch_size: crops per step.
@@ -76,6 +89,10 @@ class CodecTrainConfig(TrainConfig):
     M: int = 96
     lambda_: float = 0.0067
     distortion: str = "mse"
+    alpha: float = 1.0
+    proxy: str | None = None
+    alternate: bool = False
+    proxy_lr: float = 1e-4
     data: list[str] = field(default_factory=list)
     steps: int = 20000
     batch_size: int = 8
@@ -94,8 +111,22 @@ class CodecTrainConfig(TrainConfig):
 
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
-        if self.distortion not in DISTORTIONS:
-            raise ValueError(f"distortion must be one of {DISTORTIONS}, got {self.distortion!r}")
+        name, _ = parse_distortion(self.distortion)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if name == "vmaf_proxy" and not self.proxy:
+            raise ValueError("distortion vmaf_proxy needs a trained quality proxy (--proxy; see train proxy)")
+        if self.proxy and name != "vmaf_proxy":
+            raise ValueError(f"--proxy is for distortion vmaf_proxy, not {self.distortion}")
+        if self.alternate and name != "vmaf_proxy":
+            raise ValueError("--alternate trains the VMAF proxy: it needs distortion vmaf_proxy")
+        if not self.proxy_lr > 0:
+            raise ValueError(f"proxy_lr must be positive, got {self.proxy_lr}")
+        if self.proxy and not Path(self.proxy).exists():
+            from perceptlab.codec.proxy import SHIPPED_PROXY
+
+            if self.proxy not in SHIPPED_PROXY:
+                raise ValueError(f"proxy {self.proxy}: no such file or folder, nor a shipped proxy")
         if not self.data:
             raise ValueError("no training data: give at least one folder of images (--data)")
         if min(self.N, self.M, self.steps, self.batch_size) < 1:
@@ -103,7 +134,7 @@ class CodecTrainConfig(TrainConfig):
         stride = CODEC_NETS[self.arch].stride
         if self.crop < stride or self.crop % stride:
             raise ValueError(f"crop must be a positive multiple of {stride} for {self.arch}, got {self.crop}")
-        if self.distortion == "ms_ssim" and self.crop < MS_SSIM_MIN_SIDE:
+        if name == "ms_ssim" and self.crop < MS_SSIM_MIN_SIDE:
             raise ValueError(f"ms_ssim needs crops of at least {MS_SSIM_MIN_SIDE} pixels, got {self.crop}")
         if not (self.lambda_ > 0 and self.lr > 0) or self.threads < 0:
             raise ValueError(f"lambda and lr must be positive and threads non-negative, got {self.lambda_}, "
@@ -114,31 +145,29 @@ class CodecTrainConfig(TrainConfig):
             raise ValueError(f"init {self.init}: no such file or folder")
 
 
-def rate_distortion(out: dict, x: torch.Tensor, lambda_: float, distortion: str) -> dict[str, torch.Tensor]:
-    """``{"loss", "bpp", "mse", "psnr"}`` (and ``"ms_ssim"``) of a model's output for images ``x``.
+def rate_distortion(out: dict, x: torch.Tensor, lambda_: float,
+                    distortion: str | Distortion = "mse") -> dict[str, torch.Tensor]:  # fmt: skip
+    """``{"loss", "bpp", "mse", "psnr"}`` and the perceptual value (``"ms_ssim"``, ``"lpips"``, ...) of a
+    model's output for images ``x``.
 
     ``bpp`` is the likelihoods' rate per pixel of ``x``; ``loss = λ · D + bpp`` (see the module docstring).
+    ``distortion``: a :class:`~perceptlab.codec.distortion.Distortion` or its spec.
     """
+    if not isinstance(distortion, Distortion):
+        distortion = Distortion(distortion)
     pixels = x.shape[0] * x.shape[-2] * x.shape[-1]
     bpp = sum(-torch.log2(p).sum() for p in out["likelihoods"].values()) / pixels
-    mse = torch.mean((out["x_hat"] - x) ** 2)
-    terms = {"bpp": bpp, "mse": mse, "psnr": -10 * torch.log10(mse.detach().clamp_min(1e-10))}
-    if distortion == "mse":
-        terms["loss"] = lambda_ * 255**2 * mse + bpp
-    else:
-        from perceptlab.losses.structural import ms_ssim_loss
-
-        d = ms_ssim_loss(out["x_hat"], x)
-        terms["ms_ssim"] = 1 - d.detach()
-        terms["loss"] = lambda_ * d + bpp
-    return {"loss": terms.pop("loss"), **terms}
+    parts = distortion(out["x_hat"], x)
+    d = parts.pop("distortion")
+    psnr = -10 * torch.log10(parts["mse"].clamp_min(1e-10))
+    return {"loss": lambda_ * d + bpp, "bpp": bpp, "mse": parts.pop("mse"), "psnr": psnr, **parts}
 
 
 def save_codec_weights(path: str | Path, model: torch.nn.Module, config: CodecTrainConfig, extra: dict) -> None:
     """Write the model (weights and coding tables) with what rebuilds it in the metadata."""
     metadata = {
         "task": "codec", "net": config.arch, "arch": config.arch, "N": str(config.N), "M": str(config.M),
-        "lambda": repr(config.lambda_), "distortion": config.distortion, "config": json.dumps(dataclasses.asdict(config)),
+        "lambda": repr(config.lambda_), "distortion": config.distortion, "alpha": repr(config.alpha), "config": json.dumps(dataclasses.asdict(config)),
         **extra,
     }  # fmt: skip
     save_model_file(path, model, metadata)
@@ -164,8 +193,11 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
     val_bpp and val_psnr: the estimated rate and the PSNR of the rounded
     latents' reconstruction), ``samples/step_NNNNNN.png`` and, at the end,
     ``model.safetensors`` (metadata ``task = "codec"``, ``arch``, ``N``, ``M``,
-    ``lambda``, ``distortion``, ``name`` (the run folder's name, which the
-    files it writes carry), the configuration, the steps and the training time).
+    ``lambda``, ``distortion``, ``alpha``, ``name`` (the run folder's name, which the
+    files it writes carry), the configuration, the steps and the training time). With
+    ``vmaf_proxy``, metrics.csv also has ``vmaf`` (the batch's true VMAF, beside the proxy's
+    ``vmaf_proxy``) and, with ``alternate``, ``proxy_loss`` and ``proxy_rmse``; the proxy is
+    checkpointed with the codec and written to ``proxy.safetensors`` at the end.
 
     Returns:
         ``{"steps": int, "seconds": float, "final": {loss parts at the last step}, "weights": path}``
@@ -194,6 +226,18 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
         _start_from(model, config)
     trained = processes.data_parallel(model)  # what the step calls; model itself is saved and sampled
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    state: dict = {"net": model, "optimizer": optimizer}
+    proxy = true_vmaf = proxy_optimizer = None
+    if config.distortion == "vmaf_proxy":
+        from perceptlab.metrics.vmaf import VMAF
+        from perceptlab.codec.proxy import load_proxy
+
+        true_vmaf = VMAF(reduction="none").to(processes.device)
+        proxy = processes.replicate(load_proxy(config.proxy).to(processes.device))
+        if config.alternate:
+            proxy_optimizer = torch.optim.Adam(proxy.parameters(), lr=config.proxy_lr)
+            state |= {"proxy": proxy, "proxy_optimizer": proxy_optimizer}
+    distortion = Distortion(config.distortion, config.alpha, proxy).to(processes.device)
     data = ImageCrops(config.data, crop=config.crop, seed=config.seed)
     val_paths = list_images(config.val_data) if config.val_data else []
     if config.val_data and not val_paths:
@@ -205,12 +249,25 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
 
     def step_fn() -> dict:
         crops = data.sample_crops(config.batch_size, generator, shard).to(processes.device)
-        terms = rate_distortion(trained(crops), crops, config.lambda_, config.distortion)
+        if proxy is not None:
+            proxy.eval().requires_grad_(False)  # the codec's step passes through the proxy, not into it
+        result = trained(crops)
+        terms = rate_distortion(result, crops, config.lambda_, distortion)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
         optimizer.step()
-        return {k: v.detach() for k, v in terms.items()}
+        terms = {k: v.detach() for k, v in terms.items()}
+        if proxy is not None:
+            x_hat = result["x_hat"].detach().clamp(0, 1)
+            labels = true_vmaf(x_hat, crops)
+            terms["vmaf"] = labels.mean()
+            if proxy_optimizer is not None:
+                from perceptlab.codec.proxy import fit_step
+
+                proxy.requires_grad_(True)
+                terms |= fit_step(proxy, proxy_optimizer, x_hat, crops, labels, processes)
+        return terms
 
     def reconstruct(x: torch.Tensor) -> tuple[torch.Tensor, float]:
         h, w = x.shape[-2:]
@@ -229,7 +286,7 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
             psnrs.append(-10 * math.log10(max(float(torch.mean((x_hat - x) ** 2)), 1e-10)))
         return {"val_bpp": sum(rates) / len(rates), "val_psnr": sum(psnrs) / len(psnrs)}
 
-    summary = train_loop(out, dataclasses.asdict(config), step_fn, {"net": model, "optimizer": optimizer}, generator,
+    summary = train_loop(out, dataclasses.asdict(config), step_fn, state, generator,
                          resumed, steps=config.steps, log_every=config.log_every, ckpt_every=config.ckpt_every,
                          sample_every=config.sample_every, sample=sample_fn,
                          desc=f"train codec {config.arch}", progress=progress)  # fmt: skip
@@ -240,4 +297,10 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
         model.cpu().build_tables()
         save_codec_weights(weights, model, config, {"name": out.resolve().name, "steps": str(step),
                                                     "train_seconds": f"{seconds:.1f}"})  # fmt: skip
+        if proxy_optimizer is not None:
+            from perceptlab.codec.proxy import save_proxy
+
+            proxy.eval()
+            save_proxy(out / "proxy.safetensors", proxy.cpu(), None,
+                       {"name": f"{out.resolve().name}/proxy", "steps": str(step), "trained_with": config.proxy})  # fmt: skip
     return {"steps": step, "seconds": seconds, "final": parts, "weights": str(weights)}

@@ -1,0 +1,120 @@
+"""The distortion ``D`` of a codec's training loss ``λ·D + R``: MSE, or a perceptual measure mixed with MSE.
+
+``--distortion NAME`` with ``--alpha A`` gives, as Chen et al. (ProxIQA) write it,
+``D = A·L_p + (1 - A)·L_d`` with ``L_d = 255²·MSE`` and ``L_p`` the perceptual term below
+(``A = 1``, the default: the perceptual term alone). Each term is scaled so that, for our
+MSE-trained ``q3`` codec on 128-pixel training crops, it is of the same order as ``255²·MSE``
+(75 there): one λ grid serves every distortion, and ``A`` mixes comparable numbers.
+
+==============  =================================================  ===========  ================
+NAME            L_p                                                scale        value at q3
+==============  =================================================  ===========  ================
+mse             (``255²·MSE`` itself; ``--alpha`` is ignored)       255²         75
+ms_ssim         1 - MS-SSIM (crops >= 161 px)                       1            (CompressAI's λ)
+lpips           LPIPS (AlexNet, v0.1)                               100          24
+dists           DISTS                                               100          16
+feature:LAYER   VGG-16 feature MSE at LAYER (Johnson et al.)        10           18 (relu2_2)
+vmaf            100 - VMAF (vmaf-torch, differentiable)             1            36
+vmaf_proxy      100 - the quality proxy's VMAF estimate             1            36 (if it is right)
+==============  =================================================  ===========  ================
+
+``ms_ssim`` keeps CompressAI's unscaled ``1 - MS-SSIM`` (its λ values start at 2.4), so that
+published λ values carry over. VMAF is luma-only: mixing in MSE (``A < 1``) keeps the colour.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+PERCEPTUAL = ("ms_ssim", "lpips", "dists", "feature", "vmaf", "vmaf_proxy")
+DISTORTIONS = ("mse", *PERCEPTUAL)
+SCALES = {"mse": 255.0**2, "ms_ssim": 1.0, "lpips": 100.0, "dists": 100.0, "feature": 10.0, "vmaf": 1.0,
+          "vmaf_proxy": 1.0}  # fmt: skip
+# MS-SSIM's five scales need this many pixels (perceptlab.metrics.ssim.ms_ssim).
+MS_SSIM_MIN_SIDE = 161
+
+
+def parse_distortion(spec: str) -> tuple[str, str | None]:
+    """``"feature:relu3_3"`` -> ``("feature", "relu3_3")``; a ValueError naming the choices otherwise."""
+    name, _, arg = str(spec).partition(":")
+    if name not in DISTORTIONS:
+        raise ValueError(f"distortion must be one of {', '.join(DISTORTIONS)} (feature as feature:LAYER), "
+                         f"got {spec!r}")  # fmt: skip
+    if name == "feature":
+        from perceptlab.features.vgg import VGG16_LAYERS
+
+        if not arg:
+            raise ValueError("distortion feature needs a layer: feature:relu2_2, feature:relu3_3, ...")
+        if arg not in VGG16_LAYERS:
+            raise ValueError(f"unknown VGG-16 layer {arg!r} in distortion {spec!r}; choose from "
+                             f"{', '.join(VGG16_LAYERS)}")  # fmt: skip
+    elif arg:
+        raise ValueError(f"distortion {name} takes no argument, got {spec!r}")
+    return name, arg or None
+
+
+class Distortion(nn.Module):
+    """``D(x_hat, x)`` of the module docstring, with its parts for the log.
+
+    Args:
+        spec: the distortion's name (``feature:LAYER`` for VGG features).
+        alpha: the weight of the perceptual term against ``255²·MSE``, in ``[0, 1]``.
+        proxy: the quality proxy (:class:`perceptlab.nets.proxy.QualityProxy`) for ``vmaf_proxy``.
+            Its weights are not trained through ``D``: the codec's gradient passes through it
+            to the image only.
+
+    ``forward`` returns ``{"distortion": D, "mse": MSE, NAME: the perceptual value}`` (the value
+    unscaled: LPIPS, the proxy's VMAF estimate, ...); only ``distortion`` carries gradients.
+    """
+
+    def __init__(self, spec: str = "mse", alpha: float = 1.0, proxy: nn.Module | None = None):
+        super().__init__()
+        self.name, self.arg = parse_distortion(spec)
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        self.alpha = float(alpha) if self.name != "mse" else 1.0
+        if self.name == "vmaf_proxy" and proxy is None:
+            raise ValueError("distortion vmaf_proxy needs a trained quality proxy (--proxy)")
+        self.proxy = proxy
+        self.term: nn.Module | None = None
+        if self.name in ("lpips", "dists"):
+            from perceptlab.losses.combined import build_loss
+
+            self.term = build_loss(self.name)
+        elif self.name == "feature":
+            from perceptlab.losses.perceptual import FeatureLoss
+
+            self.term = FeatureLoss(self.arg)
+        elif self.name == "vmaf":
+            from perceptlab.metrics.vmaf import VMAF
+
+            self.term = VMAF()
+        for module in (self.term, self.proxy):
+            if module is not None:
+                module.requires_grad_(False)
+
+    def perceptual(self, x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_p before its scale, the value to log)``."""
+        if self.name == "ms_ssim":
+            from perceptlab.losses.structural import ms_ssim_loss
+
+            d = ms_ssim_loss(x_hat, x)
+            return d, 1 - d.detach()
+        if self.name in ("vmaf", "vmaf_proxy"):
+            score = self.term(x_hat.clamp(0, 1), x) if self.name == "vmaf" else self.proxy(x_hat, x).mean()
+            return 100 - score, score.detach()
+        d = self.term(x_hat, x)
+        return d, d.detach()
+
+    def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mse = torch.mean((x_hat - x) ** 2)
+        terms = {"mse": mse.detach()}
+        if self.name == "mse":
+            return {"distortion": SCALES["mse"] * mse, **terms}
+        d, value = self.perceptual(x_hat, x)
+        terms[self.name] = value
+        distortion = self.alpha * SCALES[self.name] * d
+        if self.alpha < 1:
+            distortion = distortion + (1 - self.alpha) * SCALES["mse"] * mse
+        return {"distortion": distortion, **terms}
