@@ -267,6 +267,28 @@ def test_training_writes_a_complete_run_folder(photos, style_file, tmp_path):
     assert meta["style"] == "style.png" and len(meta["style_sha256"]) == 64 and meta["steps"] == "3"
 
 
+def test_the_saturation_penalty_is_the_tanh_input_beyond_the_limit_and_is_logged(photos, style_file, tmp_path):
+    from perceptlab.nets.style import JohnsonStyleNet
+    from perceptlab.style.train import SATURATION_LIMIT
+
+    net = JohnsonStyleNet()
+    x = torch.rand(1, 3, 33, 30, requires_grad=True)
+    y = net(x)
+    assert net.preactivation.shape == y.shape and torch.allclose(y, 0.5 * (torch.tanh(net.preactivation) + 1))
+    summary = train_style(_config(photos, style_file, saturation_weight=2.0), tmp_path / "run", progress=False)
+    row = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))[-1]
+    assert "saturation" in summary["final"] and float(row["saturation"]) >= 0
+    parts = [float(row[k]) for k in ("content", "style", "tv", "saturation")]
+    # loss = content + style + tv weights (the config's defaults) + 2 * saturation
+    from perceptlab.style.losses import CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT
+
+    expected = CONTENT_WEIGHT * parts[0] + STYLE_WEIGHT * parts[1] + TV_WEIGHT * parts[2] + 2.0 * parts[3]
+    assert float(row["loss"]) == pytest.approx(expected, rel=1e-3)
+    assert SATURATION_LIMIT > 0
+    with pytest.raises(ValueError, match="saturation_weight must be non-negative"):
+        _config(photos, style_file, saturation_weight=-1.0).validate()
+
+
 def test_resumed_training_equals_uninterrupted_training(photos, style_file, tmp_path):
     config = _config(photos, style_file, norm="batch")
     train_style(_config(photos, style_file, norm="batch", steps=4), tmp_path / "straight", progress=False)

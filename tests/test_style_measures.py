@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from perceptlab.features import VGG16Features
-from perceptlab.style.measures import content_ratio, style_ratio
+from perceptlab.style.measures import blob_fraction, content_ratio, style_ratio
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +42,19 @@ def test_style_ratio_is_one_for_the_photo_and_near_zero_for_the_style_image(vgg)
     assert style_ratio([resized] * 2, photos, style, style_size=48, vgg=vgg).max() < 0.2
     with pytest.raises(ValueError, match="one stylisation of each photo"):
         style_ratio(photos[:1], photos, style, vgg=vgg)
+
+
+def test_blob_fraction_counts_burnt_pixels_where_the_photo_is_not_burnt():
+    photo = torch.full((1, 3, 20, 20), 0.5)
+    photo[..., :, :5] = 0.0  # a dark band in the photo: black there is no blob
+    out = photo.clone()
+    out[..., 10:14, 10:15] = 0.0   # 20 black pixels
+    out[..., 0:2, 10:13] = 1.0     # 6 white pixels
+    out[..., :, :5] = 0.0
+    assert blob_fraction([out], [photo]).tolist() == pytest.approx([26 / 400])
+    assert blob_fraction([photo], [photo]).tolist() == [0.0]
+    near_black = photo.clone()
+    near_black[..., 10:14, 10:15] = 0.05  # dark, but not burnt out
+    assert blob_fraction([near_black], [photo]).tolist() == [0.0]
+    with pytest.raises(ValueError, match="differ in shape"):
+        blob_fraction([out[..., :10]], [photo])

@@ -107,20 +107,22 @@ def half_precision_check(src: Path, dst: Path) -> int:
 
 
 def measured_lines(weights: Path, config: dict) -> list[str]:
-    """Issue 14's three criteria for the shipped weights, on the first 8 Kodak photos (never trained on) at 512 and 1024 px."""
+    """Issue 14's criteria (and the blob measure) for the shipped weights, on the first 8 Kodak photos (never trained on) at 512 and 1024 px."""
     import statistics
 
     from perceptlab.io import read_image
     from perceptlab.metrics.fidelity import grid_score
     from perceptlab.ops.resize import resize_longer_side
-    from perceptlab.style.measures import CONTENT_TARGET, GRID_TARGET, STYLE_TARGET, content_ratio, style_ratio
+    from perceptlab.style.measures import (BLOB_TARGET, CONTENT_TARGET, GRID_TARGET, STYLE_TARGET, blob_fraction,
+                                           content_ratio, style_ratio)  # fmt: skip
     from perceptlab.style.models import load_style_model, stylize_feedforward
 
     net, style = load_style_model(str(weights)), read_image(ROOT / config["style"])
     lines = ["Measured on the first 8 Kodak photos, which it never trained on (`perceptlab.style.measures`; "
-             f"targets: content ratio <= {CONTENT_TARGET}, style ratio <= {STYLE_TARGET}, grid <= {GRID_TARGET}):", "",
-             "| longer side | content ratio median / worst | style ratio median / worst | grid median / worst |",
-             "|---:|---:|---:|---:|"]  # fmt: skip
+             f"targets: content ratio <= {CONTENT_TARGET}, style ratio <= {STYLE_TARGET}, grid <= {GRID_TARGET}, "
+             f"burnt-out blobs <= {BLOB_TARGET:.1%} of the pixels):", "",
+             "| longer side | content ratio median / worst | style ratio median / worst | grid median / worst "
+             "| blobs median / worst |", "|---:|---:|---:|---:|---:|"]  # fmt: skip
     for side in (512, 1024):
         photos = [resize_longer_side(read_image(p), side) for p in sorted((ROOT.parent / "shared" / "data" / "kodak")
                                                                           .glob("*.png"))[:8]]  # fmt: skip
@@ -128,8 +130,10 @@ def measured_lines(weights: Path, config: dict) -> list[str]:
             outs = [stylize_feedforward(net, p).clamp(0, 1) for p in photos]
         c, s = content_ratio(outs, photos).tolist(), style_ratio(outs, photos, style).tolist()
         g = [float(grid_score(o)) for o in outs]
+        b = blob_fraction(outs, photos).tolist()
         lines.append(f"| {side} | {statistics.median(c):.3f} / {max(c):.3f} | {statistics.median(s):.3f} / "
-                     f"{max(s):.3f} | {statistics.median(g):.3f} / {max(g):.3f} |")
+                     f"{max(s):.3f} | {statistics.median(g):.3f} / {max(g):.3f} | {statistics.median(b):.2%} / "
+                     f"{max(b):.2%} |")
     return lines + [""]
 
 
@@ -172,7 +176,9 @@ def ship(name: str, runs: Path) -> None:
         f"{rights}; the image itself is not distributed with perceptlab",
         "- loss: content relu2_2 (weight {content_weight:g}), Gram style relu1_2, relu2_2, relu3_3, relu4_3 "
         "(weight {style_weight:g}), total variation (weight {tv_weight:g}), grid penalty (weight {grid:g}), "
-        "ImageNet VGG-16 (`perceptlab.style.StyleTransferLoss`)".format(grid=config.get("grid_weight", 0), **config),
+        "tanh saturation penalty (weight {sat:g}), "
+        "ImageNet VGG-16 (`perceptlab.style.StyleTransferLoss`)".format(grid=config.get("grid_weight", 0),
+                                                                        sat=config.get("saturation_weight", 0), **config),
         f"- content data: {' + '.join(Path(d).name for d in config['data'])} (the SR training photos; "
         f"{small_images(config['data'], config['image_size'])} images smaller than the crop skipped), "
         f"random {config['image_size']} px crops with flips and 90-degree rotations",

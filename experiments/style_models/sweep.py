@@ -37,10 +37,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 DOCS = ROOT / "docs" / "experiments"
 STYLE = DATA / "style" / "johnson" / "styles" / "starry_night_crop.jpg"
-# (style weight, grid weight); 1e5: the first release's weight. The grid term (the `grid` loss against the
+# (style weight, grid weight, saturation weight); 1e5: the first release's weight. The grid term (the `grid` loss against the
 # content crop) was added after the first four points printed a lattice (grid 0.15-0.21 above 3e3).
 # Grid 1000 removed the lattice (0.009) but cost content and style at this budget: lighter grid weights next.
-POINTS = ((1e5, 0.0), (3e4, 0.0), (1e4, 0.0), (3e3, 0.0), (1e4, 1000.0), (1e4, 100.0), (1e4, 300.0))
+# Every point also grew black blobs (2-8 % of the pixels, `blobs` below; the instance-norm "droplet", where the
+# output tanh saturates): the saturation penalty (third number, `saturation_weight`) was added against them.
+POINTS = ((1e5, 0.0, 0.0), (3e4, 0.0, 0.0), (1e4, 0.0, 0.0), (3e3, 0.0, 0.0), (1e4, 1000.0, 0.0), (1e4, 100.0, 0.0),
+          (1e4, 300.0, 0.0), (1e4, 100.0, 1.0))
 # The budget of every point: the same for all, so that they compare.
 BASE = {
     "style": str(STYLE), "data": [str(DATA / "T91"), str(DATA / "BSD200")], "steps": 400, "batch_size": 4,
@@ -52,25 +55,28 @@ SIDE = 512
 FIGURE_PHOTOS = (2, 6)  # indices into PHOTOS shown in the figure
 
 
-def run_dir(weight: float, grid: float = 0.0) -> Path:
+def run_dir(weight: float, grid: float = 0.0, saturation: float = 0.0) -> Path:
     root = Path(os.environ.get("PERCEPTLAB_RUNS", "~/perceptlab-runs")).expanduser()
-    return root / "style_sweep" / (f"w_{weight:g}" + (f"_g{grid:g}" if grid else ""))
+    name = f"w_{weight:g}" + (f"_g{grid:g}" if grid else "") + (f"_s{saturation:g}" if saturation else "")
+    return root / "style_sweep" / name
 
 
-def label(weight: float, grid: float) -> str:
-    return f"style {weight:g}" + (f", grid {grid:g}" if grid else "")
+def label(weight: float, grid: float, saturation: float = 0.0) -> str:
+    return f"style {weight:g}" + (f", grid {grid:g}" if grid else "") + (f", sat. {saturation:g}" if saturation else "")
 
 
 def train() -> None:
     from perceptlab.features.base import native_bf16
     from perceptlab.style.train import StyleTrainConfig, train_style
 
-    for weight, grid in POINTS:
+    for weight, grid, saturation in POINTS:
         values = BASE | {"style_weight": weight} | ({"grid_weight": grid} if grid else {})
+        values |= {"saturation_weight": saturation} if saturation else {}
         if not native_bf16():
             values["vgg_precision"] = "fp32"  # bf16 is ~10x slower without bf16 units (benchmarks/README.md)
-        summary = train_style(StyleTrainConfig.from_dict(values), run_dir(weight, grid), progress=sys.stderr.isatty())
-        print(f"{label(weight, grid)}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min", file=sys.stderr)
+        summary = train_style(StyleTrainConfig.from_dict(values), run_dir(weight, grid, saturation),
+                              progress=sys.stderr.isatty())  # fmt: skip
+        print(f"{label(weight, grid, saturation)}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min", file=sys.stderr)
 
 
 @torch.no_grad()
@@ -79,33 +85,32 @@ def measure() -> dict:
     from perceptlab.metrics.fidelity import grid_score
     from perceptlab.ops.resize import resize_longer_side
     from perceptlab.style import load_style_model, stylize_feedforward
-    from perceptlab.style.measures import content_ratio, style_ratio
+    from perceptlab.style.measures import blob_fraction, content_ratio, style_ratio
 
     photos = [resize_longer_side(read_image(p), SIDE) for p in PHOTOS]
     style = read_image(STYLE)
     points, outputs = [], {}
-    for weight, grid in POINTS:
-        model = run_dir(weight, grid) / "model.safetensors"
+    for weight, grid, saturation in POINTS:
+        model = run_dir(weight, grid, saturation) / "model.safetensors"
         if not model.is_file():
-            print(f"{label(weight, grid)}: not trained yet ({model})", file=sys.stderr)
+            print(f"{label(weight, grid, saturation)}: not trained yet ({model})", file=sys.stderr)
             continue
         net = load_style_model(str(model))
         outs = [stylize_feedforward(net, p).clamp(0, 1) for p in photos]
         c, s = content_ratio(outs, photos), style_ratio(outs, photos, style)
         g = torch.cat([grid_score(o) for o in outs])
-        points.append({"style_weight": weight, "grid_weight": grid, "content_ratio": c.tolist(),
-                       "style_ratio": s.tolist(), "grid": g.tolist()})  # fmt: skip
-        outputs[label(weight, grid)] = [outs[i] for i in FIGURE_PHOTOS]
+        points.append({"style_weight": weight, "grid_weight": grid, "saturation_weight": saturation, "content_ratio": c.tolist(),
+                       "style_ratio": s.tolist(), "grid": g.tolist(),
+                       "blobs": blob_fraction(outs, photos).tolist()})  # fmt: skip
+        outputs[label(weight, grid, saturation)] = [outs[i] for i in FIGURE_PHOTOS]
     return {"points": points, "outputs": outputs, "photos": [photos[i] for i in FIGURE_PHOTOS]}
 
 
 def choose(points: list[dict]) -> dict | None:
-    from perceptlab.style.measures import CONTENT_TARGET
-
-    from perceptlab.style.measures import GRID_TARGET, STYLE_TARGET
+    from perceptlab.style.measures import BLOB_TARGET, CONTENT_TARGET, GRID_TARGET, STYLE_TARGET
 
     keeps = [p for p in points if max(p["content_ratio"]) <= CONTENT_TARGET and max(p["grid"]) <= GRID_TARGET
-             and statistics.median(p["style_ratio"]) <= STYLE_TARGET]
+             and statistics.median(p["style_ratio"]) <= STYLE_TARGET and max(p["blobs"]) <= BLOB_TARGET]
     return max(keeps, key=lambda p: p["style_weight"]) if keeps else None
 
 
@@ -123,7 +128,7 @@ def figure(result: dict, path: Path) -> None:
 def report(result: dict) -> str:
     import statistics
 
-    from perceptlab.style.measures import CONTENT_TARGET, GRID_TARGET, STYLE_TARGET
+    from perceptlab.style.measures import BLOB_TARGET, CONTENT_TARGET, GRID_TARGET, STYLE_TARGET
 
     points, chosen = result["points"], choose(result["points"])
     lines = [
@@ -135,25 +140,30 @@ def report(result: dict) -> str:
         f"Measured on the first {len(PHOTOS)} Kodak photos (never trained on) at {SIDE} px "
         "(`perceptlab.style.measures`): the **content ratio** (relu2_2 distance of a stylisation to its own photo "
         f"over that to the nearest other photo; target <= {CONTENT_TARGET}), the **style ratio** (Gram distance "
-        f"to the style image over the photo's; target <= {STYLE_TARGET}) and the **grid** (target <= {GRID_TARGET}).",
+        f"to the style image over the photo's; target <= {STYLE_TARGET}), the **grid** (target <= {GRID_TARGET}) "
+        f"and the **blobs**, the share of pixels burnt to pure black or white where the photo is not "
+        f"(target <= {BLOB_TARGET:.1%}).",
         "",
-        "| style weight | grid weight | content ratio median | content ratio worst | style ratio median | style ratio worst "
-        "| grid median | grid worst |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| style weight | grid weight | saturation weight | content ratio median | content ratio worst "
+        "| style ratio median | style ratio worst | grid median | grid worst | blobs median | blobs worst |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
-        c, s, g = p["content_ratio"], p["style_ratio"], p["grid"]
-        lines.append(f"| {p['style_weight']:g} | {p.get('grid_weight', 0):g} | {statistics.median(c):.3f} | {max(c):.3f} | "
-                     f"{statistics.median(s):.3f} | {max(s):.3f} | {statistics.median(g):.3f} | {max(g):.3f} |")  # fmt: skip
+        c, s, g, b = p["content_ratio"], p["style_ratio"], p["grid"], p["blobs"]
+        lines.append(f"| {p['style_weight']:g} | {p.get('grid_weight', 0):g} | {p.get('saturation_weight', 0):g} | "
+                     f"{statistics.median(c):.3f} | {max(c):.3f} | {statistics.median(s):.3f} | {max(s):.3f} | "
+                     f"{statistics.median(g):.3f} | {max(g):.3f} | {statistics.median(b):.2%} | {max(b):.2%} |")  # fmt: skip
     lines += ["", "![sweep](style_sweep.jpg)", "",
               "Rows: two of the photos; columns: the photo, then each point (whole images at half size).", ""]
     if chosen:
-        lines.append(f"Chosen: {label(chosen['style_weight'], chosen.get('grid_weight', 0))}, the largest style "
-                     f"weight whose worst photo keeps the content ratio at or below {CONTENT_TARGET} and the grid "
-                     f"at or below {GRID_TARGET}, with a style ratio median at or below {STYLE_TARGET}.")  # fmt: skip
+        lines.append(f"Chosen: {label(chosen['style_weight'], chosen.get('grid_weight', 0), chosen.get('saturation_weight', 0))}, "
+                     f"the largest style weight whose worst photo keeps the content ratio at or below {CONTENT_TARGET}, "
+                     f"the grid at or below {GRID_TARGET} and the blobs at or below {BLOB_TARGET:.1%}, with a style "
+                     f"ratio median at or below {STYLE_TARGET}.")  # fmt: skip
     else:
-        lines.append(f"No point meets all three yet: every photo's content ratio at or below {CONTENT_TARGET} and "
-                     f"grid at or below {GRID_TARGET}, with a style ratio median at or below {STYLE_TARGET}.")  # fmt: skip
+        lines.append(f"No point meets all four yet: every photo's content ratio at or below {CONTENT_TARGET}, grid at "
+                     f"or below {GRID_TARGET} and blobs at or below {BLOB_TARGET:.1%}, with a style ratio median at or "
+                     f"below {STYLE_TARGET}.")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

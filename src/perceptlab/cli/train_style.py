@@ -21,6 +21,8 @@ _STYLE_HELP = {
     "tv_weight": "weight of the total-variation term",
     "grid_weight": "weight of a penalty on a lattice of the network's 4-pixel stride (the grid loss against the "
                    "content crop); 0: the paper's objective",
+    "saturation_weight": "weight of a penalty keeping the output tanh out of saturation, where an instance-norm "
+                         "network grows black blobs that no other gradient reaches; 0: the paper's objective",
     "style_size": "longer side the style image is resized to; 0 keeps its size (else at least 8)",
     "norm": "normalisation layers of the network",
     "padding": "padding of the network's convolutions",

@@ -426,7 +426,11 @@ class JohnsonStyleNet(nn.Module):
             z = self._forward_inference(x)
             y = F.pixel_shuffle(z.tanh_().add_(1.0).mul_(0.5), self.body[-1].block)
         else:
-            y = 0.5 * (torch.tanh(self.body(x)) + 1.0)
+            z = self.body(x)
+            # Kept for a training loss that keeps the tanh out of saturation (perceptlab.style.train's
+            # saturation_weight): where it saturates, no gradient can bring a burnt-out pixel back.
+            self.preactivation = z[..., :h, :w]
+            y = 0.5 * (torch.tanh(z) + 1.0)
         return y[..., :h, :w]
 
     def _inference_path_applies(self, x: torch.Tensor) -> bool:

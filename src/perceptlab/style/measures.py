@@ -1,4 +1,4 @@
-"""Does a stylisation keep its photo, carry its style, and stay free of a grid? Three plain measures.
+"""Does a stylisation keep its photo, carry its style, and stay free of a grid and of blobs? Four plain measures.
 
 Issue 14's criteria for a shipped style, measured on photos the network never
 trained on (a set of several, each stylised):
@@ -13,6 +13,11 @@ trained on (a set of several, each stylised):
   photo itself. Below 1 the output moved towards the style; target <= 0.5.
 * the grid: :func:`perceptlab.metrics.fidelity.grid_score` with period 4 (the
   network's two stride-2 stages); target <= 0.03.
+* :func:`blob_fraction`: the share of pixels the network burnt to pure black or
+  white where the photo is neither: the "droplets" an instance-norm network
+  grows to steer its own normalisation statistics (its output tanh saturates
+  there). The other three measures do not see them: a few blobs barely move a
+  Gram matrix or a feature distance. Target: <= 0.002.
 
 Every image is NCHW float in [0, 1], batch 1, in lists (the photos may differ in size).
 """
@@ -31,7 +36,10 @@ from perceptlab.ops.resize import resize_longer_side
 
 # Side of the square every image is resized to before comparing relu2_2 features (photos differ in size).
 COMPARE_SIDE = 256
-CONTENT_TARGET, STYLE_TARGET, GRID_TARGET = 0.85, 0.5, 0.03
+CONTENT_TARGET, STYLE_TARGET, GRID_TARGET, BLOB_TARGET = 0.85, 0.5, 0.03, 0.002
+# A blob pixel: every channel within BLOB_LEVEL of 0 (or of 1) in the output while the photo's pixel is at
+# least PHOTO_MARGIN away from that extreme in some channel.
+BLOB_LEVEL, PHOTO_MARGIN = 0.02, 0.1
 
 
 def _square(x: torch.Tensor, side: int) -> torch.Tensor:
@@ -89,3 +97,27 @@ def style_ratio(outputs: Sequence[torch.Tensor], photos: Sequence[torch.Tensor],
                    / features[k].shape[1] ** 2 for k in layers)  # fmt: skip
 
     return torch.tensor([distance(o) / distance(p) for o, p in zip(outputs, photos)], dtype=torch.float64)
+
+
+def blob_fraction(outputs: Sequence[torch.Tensor], photos: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per pair, the fraction of pixels that are pure black or pure white in the output but not in the photo.
+
+    Black: every output channel ``<= BLOB_LEVEL`` where some photo channel is ``>= PHOTO_MARGIN``;
+    white: every output channel ``>= 1 - BLOB_LEVEL`` where some photo channel is ``<= 1 - PHOTO_MARGIN``.
+    Each output must have its photo's size.
+
+    Returns:
+        (len(outputs),) fractions in [0, 1].
+    """
+    if len(outputs) != len(photos):
+        raise ValueError(f"{len(outputs)} outputs for {len(photos)} photos")
+    values = []
+    for out, photo in zip(outputs, photos):
+        check_image(out, "output", channels=3)
+        check_image(photo, "photo", channels=3)
+        if out.shape != photo.shape:
+            raise ValueError(f"output {tuple(out.shape)} and photo {tuple(photo.shape)} differ in shape")
+        black = (out.amax(1) <= BLOB_LEVEL) & (photo.amax(1) >= PHOTO_MARGIN)
+        white = (out.amin(1) >= 1 - BLOB_LEVEL) & (photo.amin(1) <= 1 - PHOTO_MARGIN)
+        values.append((black | white).float().mean())
+    return torch.stack(values)

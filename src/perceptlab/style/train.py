@@ -36,6 +36,8 @@ from perceptlab.training import TrainConfig, save_model_file
 
 # Samples are made at most this large (longer side), to stay cheap.
 SAMPLE_SIDE = 512
+# The output tanh of JohnsonStyleNet is held within this many units of 0 by saturation_weight (tanh(2.5) = 0.987).
+SATURATION_LIMIT = 2.5
 
 
 @dataclass
@@ -55,6 +57,10 @@ class StyleTrainConfig(TrainConfig):
         grid_weight: weight of a penalty on a lattice fixed to the network's 4-pixel stride
             (:func:`perceptlab.losses.grid_loss` of the output against the content crop); 0, the paper's
             objective, leaves it out (docs/experiments/style_sweep.md: the style term teaches one).
+        saturation_weight: weight of a penalty on the output tanh's input beyond ``±SATURATION_LIMIT``,
+            ``mean(relu(|z| - limit)²)``: an instance-norm network grows black "droplets" whose tanh
+            saturates, where no other gradient reaches (:func:`perceptlab.style.measures.blob_fraction`);
+            0 leaves it out.
         style_size: longer side the style image is resized to before taking
             its Grams; 0 keeps its size.
         norm: ``instance`` or ``batch`` (:class:`perceptlab.nets.style.JohnsonStyleNet`).
@@ -82,6 +88,7 @@ class StyleTrainConfig(TrainConfig):
     style_weight: float = STYLE_WEIGHT
     tv_weight: float = TV_WEIGHT
     grid_weight: float = 0.0
+    saturation_weight: float = 0.0
     style_size: int = 256
     norm: str = "instance"
     padding: str = "reflect"
@@ -111,6 +118,8 @@ class StyleTrainConfig(TrainConfig):
                              f"got {self.style_size}")  # fmt: skip
         if not self.lr > 0 or self.threads < 0:
             raise ValueError(f"lr must be positive and threads non-negative, got {self.lr} and {self.threads}")
+        if not self.saturation_weight >= 0:
+            raise ValueError(f"saturation_weight must be non-negative, got {self.saturation_weight}")
         if self.vgg_weights not in ("vgg16", "vgg16_caffe", None):  # None: random VGG weights, for tests
             raise ValueError(f"vgg_weights must be vgg16 or vgg16_caffe, got {self.vgg_weights!r}")
         if self.norm not in STYLE_NORMS or self.padding not in STYLE_PADDINGS:
@@ -201,6 +210,10 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     def step_fn() -> dict:
         crops = data.sample_crops(config.batch_size, generator, shard).to(processes.device)
         terms = loss(model(crops), crops)
+        if config.saturation_weight:
+            z = net.preactivation
+            terms["saturation"] = torch.mean(torch.relu(z.abs() - SATURATION_LIMIT) ** 2)
+            terms["loss"] = terms["loss"] + config.saturation_weight * terms["saturation"]
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         optimizer.step()
