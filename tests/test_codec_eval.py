@@ -330,3 +330,21 @@ def test_cli_one_line_errors(images, tmp_path, capsys):
     assert main(["eval", "codec", "--codecs", "jpeg", "--data", str(images), "--out", out, "--models", "ours="]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("perceptlab: error:") for line in lines)
+
+
+def test_bd_per_image_is_each_images_bd_rate_with_its_mean_and_spread():
+    from perceptlab.codec.evaluate import bd_per_image
+
+    rows = []
+    for image, saving in (("a.png", 0.8), ("b.png", 0.5)):
+        for k, (rate, q) in enumerate(zip((1, 2, 4, 8), (30, 33, 36, 39))):
+            rows.append({"image": image, "codec": "anchor", "param": k, "bpp": rate, "psnr": q})
+            rows.append({"image": image, "codec": "test", "param": k, "bpp": rate * saving, "psnr": q})
+    # a third image whose test curve falls with rate cannot be compared
+    for k, (rate, q) in enumerate(zip((1, 2, 4, 8), (30, 33, 36, 39))):
+        rows.append({"image": "c.png", "codec": "anchor", "param": k, "bpp": rate, "psnr": q})
+        rows.append({"image": "c.png", "codec": "test", "param": k, "bpp": rate, "psnr": 40 - q})
+    out = bd_per_image(rows, "anchor", "test", "psnr")
+    assert out["values"] == pytest.approx({"a.png": -20.0, "b.png": -50.0})
+    assert out["mean"] == pytest.approx(-35.0) and out["std"] == pytest.approx(15.0)
+    assert list(out["failed"]) == ["c.png"]
