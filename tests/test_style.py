@@ -269,7 +269,10 @@ def test_training_writes_a_complete_run_folder(photos, style_file, tmp_path):
 
 def test_the_saturation_penalty_is_the_tanh_input_beyond_the_limit_and_is_logged(photos, style_file, tmp_path):
     from perceptlab.nets.style import JohnsonStyleNet
-    from perceptlab.style.train import SATURATION_LIMIT
+    from perceptlab.style.train import saturation_penalty
+
+    # limit 2.5: (3 - 2.5)^2 and (4 - 2.5)^2 count, values inside do not
+    assert float(saturation_penalty(torch.tensor([-3.0, 0.0, 2.5, 4.0]))) == pytest.approx((0.25 + 2.25) / 4)
 
     net = JohnsonStyleNet()
     x = torch.rand(1, 3, 33, 30, requires_grad=True)
@@ -284,7 +287,6 @@ def test_the_saturation_penalty_is_the_tanh_input_beyond_the_limit_and_is_logged
 
     expected = CONTENT_WEIGHT * parts[0] + STYLE_WEIGHT * parts[1] + TV_WEIGHT * parts[2] + 2.0 * parts[3]
     assert float(row["loss"]) == pytest.approx(expected, rel=1e-3)
-    assert SATURATION_LIMIT > 0
     with pytest.raises(ValueError, match="saturation_weight must be non-negative"):
         _config(photos, style_file, saturation_weight=-1.0).validate()
 

@@ -23,6 +23,7 @@ made with the same protocol on the same images.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -34,8 +35,10 @@ HERE = Path(__file__).resolve().parent
 DATA = ROOT.parent / "shared" / "data"
 DOCS = ROOT / "docs" / "experiments"
 TRAIN_DATA = [str(DATA / d) for d in ("T91", "BSD200", "BSDS500_test200")]
-sys.path.insert(0, str(ROOT / "experiments" / "compression"))
-import run as mse_runs  # noqa: E402  (the MSE codecs' runs and their evaluation)
+# The MSE codecs' runs and their evaluation, loaded under a name of its own (both scripts are called run.py).
+_spec = importlib.util.spec_from_file_location("compression_run", ROOT / "experiments" / "compression" / "run.py")
+mse_runs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mse_runs)
 
 ALPHA = 0.8
 BASE = "hyperprior_q3"

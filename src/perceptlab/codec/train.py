@@ -229,8 +229,8 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
     state: dict = {"net": model, "optimizer": optimizer}
     proxy = true_vmaf = proxy_optimizer = None
     if config.distortion == "vmaf_proxy":
-        from perceptlab.metrics.vmaf import VMAF
         from perceptlab.codec.proxy import load_proxy
+        from perceptlab.metrics.vmaf import VMAF
 
         true_vmaf = VMAF(reduction="none").to(processes.device)
         proxy = processes.replicate(load_proxy(config.proxy).to(processes.device))

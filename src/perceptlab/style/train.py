@@ -40,6 +40,11 @@ SAMPLE_SIDE = 512
 SATURATION_LIMIT = 2.5
 
 
+def saturation_penalty(z: torch.Tensor, limit: float = SATURATION_LIMIT) -> torch.Tensor:
+    """``mean(relu(|z| - limit)²)`` of the output tanh's input ``z``: zero while the tanh is out of saturation."""
+    return torch.mean(torch.relu(z.abs() - limit) ** 2)
+
+
 @dataclass
 class StyleTrainConfig(TrainConfig):
     """Everything that defines a style training run (also the TOML file's keys).
@@ -211,8 +216,7 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
         crops = data.sample_crops(config.batch_size, generator, shard).to(processes.device)
         terms = loss(model(crops), crops)
         if config.saturation_weight:
-            z = net.preactivation
-            terms["saturation"] = torch.mean(torch.relu(z.abs() - SATURATION_LIMIT) ** 2)
+            terms["saturation"] = saturation_penalty(net.preactivation)
             terms["loss"] = terms["loss"] + config.saturation_weight * terms["saturation"]
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
