@@ -169,3 +169,27 @@ def test_reconstruct_invert_and_sample_commands(images, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "y").exists()
+
+
+def test_shipped_names_resolve_and_are_listed(images, tmp_path, capsys, monkeypatch):
+    import json
+    import shutil
+
+    import perceptlab.training
+    from perceptlab.deepsim import SHIPPED_DEEPSIM
+
+    assert _train("invert", images, tmp_path / "inv", "--loss", "pixel:mse", "--layer", "relu2") == 0
+    models = tmp_path / "models"
+    models.mkdir()
+    name = "deepsim_invert_alexnet_relu5"
+    assert name in SHIPPED_DEEPSIM
+    shutil.copyfile(tmp_path / "inv" / "model.safetensors", models / f"{name}.safetensors")
+    (models / f"{name}.md").write_text(f"# {name}\n\nAn inverter of AlexNet features; trained by perceptlab.\n")
+    monkeypatch.setattr(perceptlab.training, "MODELS_DIR", models)
+    capsys.readouterr()
+    assert main(["models", "--task", "deepsim", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["task"], r["kind"]) for r in rows] == [(name, "deepsim", "invert alexnet relu2")]
+    assert rows[0]["summary"] == "An inverter of AlexNet features"
+    assert main(["invert", str(images / "0.png"), "-o", str(tmp_path / "i.png"), "--model", name]) == 0
+    assert (tmp_path / "i.png").is_file()

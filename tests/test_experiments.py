@@ -115,3 +115,47 @@ def test_sr_crop_measures_the_receptive_field_and_answers_from_the_per_image_cha
     assert ("the default of `perceptlab upscale`" in line) == (DEFAULT_SR_MODEL == "johnson_x4_vgg_pixel")
     del results["runs"]["johnson_pixel"]
     assert experiment.shipped_line(results) == ""
+
+
+def test_deepsim_ablation_trains_evaluates_reports_and_ships_at_a_tiny_size(tmp_path, monkeypatch):
+    import torch
+
+    experiment = _load("deepsim_ablation")
+    images = tmp_path / "images"
+    images.mkdir()
+    from perceptlab.io import write_image
+
+    for i in range(2):
+        write_image(torch.rand(1, 3, 80, 80), images / f"train{i}.png")
+    photos = [(f"kodim{n:02d}", torch.rand(1, 3, 64, 96)) for n in (5, 15, 23, 1)]
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setattr(experiment, "COMMON", experiment.COMMON | {
+        "data": [str(images)], "val_data": None, "crop": 64, "batch_size": 2, "steps": 2, "sample_every": 2,
+        "ckpt_every": 1, "log_every": 1})  # fmt: skip
+    monkeypatch.setattr(experiment, "DOCS", tmp_path / "docs")
+    monkeypatch.setattr(experiment, "kodak", lambda: photos)
+    monkeypatch.setattr(experiment, "ROOT", tmp_path)
+    monkeypatch.setattr(experiment, "HERE", tmp_path)
+    (tmp_path / "notes.md").write_text("# notes\n\n## Budget\n\nMore steps.\n")
+    (tmp_path / "src" / "perceptlab" / "models").mkdir(parents=True)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--train-all"])
+    assert experiment.main() == 0
+    assert all((tmp_path / "runs" / "deepsim_ablation" / n / "model.safetensors").is_file() for n in experiment.RUNS)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--ship"])
+    assert experiment.main() == 0
+    results = json.loads((tmp_path / "docs" / "deepsim_ablation.json").read_text())
+    assert list(results["runs"]) == experiment.RUNS
+    for entry in results["runs"].values():
+        assert set(entry["images"]) == {stem for stem, _ in photos} and entry["steps"] == 2
+        assert set(entry["mean"]) == set(experiment.METRICS)
+    report = (tmp_path / "docs" / "deepsim_ablation.md").read_text()
+    # Every run is a row; every point is answered (holds or not) for both networks, from the numbers.
+    assert report.count("| autoencoder |") == 4 and report.count("| invert |") == 4
+    assert report.count("*: holds") + report.count("*: does not hold") == 6 and "More steps." in report
+    assert (tmp_path / "docs" / "deepsim_ablation_autoencoder.jpg").is_file()
+    shipped = tmp_path / "src" / "perceptlab" / "models"
+    assert {p.name for p in shipped.iterdir()} == {
+        "deepsim_autoencoder.safetensors", "deepsim_autoencoder.md",
+        "deepsim_invert_alexnet_relu5.safetensors", "deepsim_invert_alexnet_relu5.md"}  # fmt: skip
+    card = (shipped / "deepsim_autoencoder.md").read_text()
+    assert "PSNR" in card and "steps: 2" in card and (tmp_path / "logs" / "autoencoder_all.csv").is_file()

@@ -1,4 +1,4 @@
-"""The plain fidelity measures (grid, colour shift, LR-PSNR) and the LR-consistency loss."""
+"""The plain fidelity measures (grid, colour shift, LR-PSNR, detail) and the LR-consistency loss."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from conftest import load_rgb, shared_dir
 from perceptlab.losses.combined import build_loss
 from perceptlab.losses.consistency import LRConsistencyLoss, lr_consistency_loss
-from perceptlab.metrics.fidelity import color_shift, grid_score, lr_psnr
+from perceptlab.metrics.fidelity import color_shift, detail_ratio, grid_score, lr_psnr
 from perceptlab.ops.resize import imresize
 
 
@@ -46,6 +46,22 @@ def test_color_shift_in_8_bit_levels():
     shifted = x.clone()
     shifted[1, 2] += 3 / 255
     assert torch.allclose(color_shift(shifted, x), torch.tensor([0.0, 3.0], dtype=torch.float64), atol=1e-6)
+
+
+def test_detail_ratio_falls_with_blur_and_rises_with_sharpening():
+    photo = _photo()
+    assert torch.allclose(detail_ratio(photo, photo), torch.ones(1, dtype=torch.float64))
+    blurred = imresize(imresize(photo, scale=0.5), scale=2).clamp(0, 1)[..., : photo.shape[-2], : photo.shape[-1]]
+    soft = float(detail_ratio(blurred, photo))
+    assert 0.2 < soft < 0.9
+    sharpened = (2 * photo - blurred).clamp(0, 1)  # unsharp masking
+    assert float(detail_ratio(sharpened, photo)) > 1.2
+    # Symmetric: the photo has more detail than its blurred copy by the inverse factor.
+    assert float(detail_ratio(photo, blurred)) == pytest.approx(1 / soft)
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    assert torch.isnan(detail_ratio(torch.rand(1, 3, 16, 16), flat)).all()
+    with pytest.raises(ValueError, match="smaller than the 9x9"):
+        detail_ratio(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
 
 
 def test_lr_psnr_is_high_for_bicubic_and_falls_with_a_cast():

@@ -166,3 +166,27 @@ def test_feature_loss_jitter_crops_both_images_by_the_same_random_offset():
     assert build_loss("feature:relu2_2", vgg_weights=None).jitter == 0
     with pytest.raises(ValueError, match="jitter"):
         FeatureLoss("relu1_2", weights=None, jitter=-1)
+
+
+def test_feature_spec_names_the_comparator_network():
+    from perceptlab.features import AlexNetFeatures, VGG16Features
+    from perceptlab.losses.perceptual import FeatureLoss, feature_reconstruction_loss
+
+    alex = build_loss("feature:alexnet:relu3,relu5=2", vgg_weights=None)
+    assert isinstance(alex.net, AlexNetFeatures) and alex.layer_weights == {"relu3": 1.0, "relu5": 2.0}
+    assert isinstance(build_loss("feature:vgg16:relu2_2", vgg_weights=None).net, VGG16Features)
+    assert isinstance(build_loss("feature:relu2_2", vgg_weights=None).net, VGG16Features)  # VGG-16 by default
+    assert build_loss("feature:alexnet", vgg_weights=None).layer_weights == {"relu5": 1.0}  # its default layer
+    # The value is eq. 2 on AlexNet's activations, and gradients reach the prediction.
+    pred, target = torch.rand(2, 3, 64, 64, requires_grad=True), torch.rand(2, 3, 64, 64)
+    value = alex(pred, target)
+    expected = feature_reconstruction_loss(alex.net(pred), alex.net(target), {"relu3": 1.0, "relu5": 2.0}).mean()
+    assert torch.allclose(value, expected, rtol=1e-5)
+    value.backward()
+    assert pred.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown network 'resnet'"):
+        build_loss("feature:resnet:relu5", vgg_weights=None)
+    with pytest.raises(ValueError, match="relu2_2"):
+        build_loss("feature:alexnet:relu2_2", vgg_weights=None)  # a VGG layer on AlexNet
+    with pytest.raises(ValueError, match="max pooling"):
+        FeatureLoss("relu5", weights=None, network="alexnet", pooling="avg")

@@ -460,7 +460,7 @@ def train_loop(
 
 
 def model_info(path: str | os.PathLike) -> dict:
-    """What a shipped model is, without loading its weights: ``{"name", "task", "net", "scale" or "style",
+    """What a shipped model is, without loading its weights: ``{"name", "task", "net", "scale", "style" or "kind",
     "steps", "summary", "size_bytes", "file"}``; the summary is the first paragraph of its card (``NAME.md``)
     up to its first semicolon, and the card's losses line where it has one."""
     from safetensors import safe_open
@@ -483,6 +483,8 @@ def model_info(path: str | os.PathLike) -> dict:
         info["scale"] = int(meta["scale"])
     if "style" in meta:
         info["style"] = meta["style"]
+    if meta.get("task") == "deepsim":  # which generator, and for an inverter the features it reads
+        info["kind"] = meta["kind"] + (f" {meta['network']} {meta['layer']}" if meta["kind"] == "invert" else "")
     return info | {"steps": int(meta.get("steps", 0)), "summary": summary, "size_bytes": path.stat().st_size,
                    "file": str(path)}  # fmt: skip
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_MODEL_HELP = "a model.safetensors, checkpoint.pt or run folder of `perceptlab train {kinds}`"
+_MODEL_HELP = ("a shipped model (`perceptlab models --task deepsim` lists them), or a model.safetensors, "
+               "checkpoint.pt or run folder of `perceptlab train {kinds}`")
 
 
 def add_parser(subparsers) -> None:

@@ -6,15 +6,15 @@ import argparse
 import json
 import sys
 
-TASKS = ("sr", "style", "codec")
+TASKS = ("sr", "style", "codec", "deepsim")
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "models", help="list the shipped models (SR, style and codec)",
+        "models", help="list the shipped models (SR, style, codec and DeePSiM)",
         description="List the models shipped with perceptlab, trained by its own trainers: task, scale or style, "
                     "a one-line summary from the model card (NAME.md beside the weights) and the file size. "
-                    "Use a name with --model of upscale, stylize, eval sr or compress.",
+                    "Use a name with --model of upscale, stylize, eval sr, compress, reconstruct or invert.",
     )  # fmt: skip
     p.add_argument("--task", choices=TASKS, help="only the models of this task")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
@@ -24,12 +24,14 @@ def add_parser(subparsers) -> None:
 def shipped() -> list[dict]:
     """Every shipped model's :func:`perceptlab.training.model_info`, SR first, the default SR model marked."""
     from perceptlab.codec.models import shipped_codec_models
+    from perceptlab.deepsim.models import shipped_deepsim_models
     from perceptlab.sr.models import DEFAULT_SR_MODEL, shipped_sr_models
     from perceptlab.style.models import shipped_style_models
     from perceptlab.training import model_info
 
     rows = []
-    for path in [*shipped_sr_models().values(), *shipped_style_models().values(), *shipped_codec_models().values()]:
+    for path in [*shipped_sr_models().values(), *shipped_style_models().values(), *shipped_codec_models().values(),
+                 *shipped_deepsim_models().values()]:  # fmt: skip
         info = model_info(path)
         info["default"] = info["name"] == DEFAULT_SR_MODEL
         rows.append(info)
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
     for r in rows:
-        what = f"x{r['scale']}" if "scale" in r else r.get("style", "")
+        what = f"x{r['scale']}" if "scale" in r else r.get("style", r.get("kind", ""))
         mark = " (default)" if r["default"] else ""
-        print(f"{r['name']:22s} {r['task']:5s} {what:22s} {r['size_bytes'] / 1e6:5.1f} MB  {r['summary']}{mark}")
+        print(f"{r['name']:22s} {r['task']:7s} {what:22s} {r['size_bytes'] / 1e6:5.1f} MB  {r['summary']}{mark}")
     return 0

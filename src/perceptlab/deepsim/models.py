@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from perceptlab.deepsim.train import DeepSimTrainConfig, build_comparator
+
+# Trained by experiments/deepsim_ablation (all three loss terms), with model cards beside the weights.
+SHIPPED_DEEPSIM = ("deepsim_autoencoder", "deepsim_invert_alexnet_relu5")
+
+
+def shipped_deepsim_models() -> dict[str, Path]:
+    """The shipped DeePSiM models present in this installation, ``{name: weights file}``."""
+    from perceptlab.training import shipped_models
+
+    return shipped_models(SHIPPED_DEEPSIM)
 
 
 def _build(settings: Mapping) -> torch.nn.Module:
@@ -21,11 +32,12 @@ def _build(settings: Mapping) -> torch.nn.Module:
 
 
 def load_deepsim_model(spec: str) -> torch.nn.Module:
-    """The generator of a ``train autoencoder|vae|invert`` run (a ``model.safetensors``, ``checkpoint.pt`` or run
-    folder), in eval mode; ``net.name`` says which. Raises ``ValueError`` for another task's file."""
+    """The generator of a ``train autoencoder|vae|invert`` run (a shipped name of :func:`shipped_deepsim_models`, a
+    ``model.safetensors``, ``checkpoint.pt`` or run folder), in eval mode; ``net.name`` says which. Raises
+    ``ValueError`` for another task's file."""
     from perceptlab.training import load_trained
 
-    return load_trained(spec, {}, "deepsim", _build, lambda config: config.get("kind") in ("autoencoder", "vae", "invert"))
+    return load_trained(spec, shipped_deepsim_models(), "deepsim", _build, lambda config: config.get("kind") in ("autoencoder", "vae", "invert"))
 
 
 @torch.no_grad()

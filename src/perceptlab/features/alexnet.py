@@ -39,19 +39,22 @@ class AlexNetFeatures(FeatureNet):
         weights: ``"alexnet"`` (torchvision's ImageNet weights) or ``None`` (random, for tests).
         weights_file: an explicit local weights file.
         channels_last: run the convolutions in channels-last memory layout (default; faster on CPU).
+        precision: ``"fp32"`` or ``"bf16"`` (as :class:`~perceptlab.features.base.FeatureNet` says).
 
     Shape:
         input (N, 3, H, W) RGB in [0, 1], H and W at least the network's minimum
         (31 px up to relu3; ``net.min_size`` says).
     """
 
-    def __init__(self, layers=("relu1",), weights: str | None = "alexnet", weights_file=None, channels_last=True):
+    def __init__(self, layers=("relu1",), weights: str | None = "alexnet", weights_file=None, channels_last=True,
+                 precision: str = "fp32"):  # fmt: skip
         if weights not in ("alexnet", None):
             raise ValueError(f"AlexNet weights must be 'alexnet' or None, got {weights!r}")
-        super().__init__(alexnet_stack(), tuple(layers), channels_last)
+        super().__init__(alexnet_stack(), tuple(layers), channels_last, precision)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.load(weights, weights_file)
+        self._set_precision()
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

@@ -30,14 +30,22 @@ def _pixel(arg: str | None, **_) -> nn.Module:
 
 def _feature(arg: str | None, vgg_weights: str = "vgg16", channels_last: bool = True, vgg_precision: str = "fp32",
              **_) -> nn.Module:  # fmt: skip
-    from perceptlab.losses.perceptual import FeatureLoss
+    from perceptlab.losses.perceptual import NETWORKS, FeatureLoss
 
-    layers = _layers(arg, "relu2_2")
+    network, _, layer_text = (arg or "").rpartition(":")
+    if layer_text in NETWORKS:  # "feature:alexnet": the network with its default layer
+        network, layer_text = layer_text, ""
+    network = network or "vgg16"  # "feature:relu2_2" is VGG-16's; "feature:alexnet:relu5" names the network
+    if network not in NETWORKS:
+        raise ValueError(f"feature loss: unknown network {network!r}; choose from {', '.join(NETWORKS)}")
+    layers = _layers(layer_text or None, "relu2_2" if network == "vgg16" else "relu5")
     jitter = layers.pop("jitter", 0)  # "jitter=16" is an option, not a layer
     if jitter != int(jitter):
         raise ValueError(f"feature loss: jitter must be a whole number of pixels, got {jitter}")
-    return FeatureLoss(layers, weights=vgg_weights, channels_last=channels_last, precision=vgg_precision,
-                       jitter=int(jitter))  # fmt: skip
+    # vgg_weights names VGG-16's weights (torchvision's or Caffe's); None (random, for tests) holds for both.
+    weights = vgg_weights if network == "vgg16" or vgg_weights is None else "imagenet"
+    return FeatureLoss(layers, weights=weights, channels_last=channels_last, precision=vgg_precision,
+                       jitter=int(jitter), network=network)  # fmt: skip
 
 
 def _layers(arg: str | None, default: str) -> dict[str, float]:
@@ -133,8 +141,9 @@ def _choose(term: str, options: dict, arg: str):
 # name -> (builder, one-line help). Explicit, so that `perceptlab` lists exactly what exists.
 LOSS_TERMS: dict[str, tuple[Callable[..., nn.Module], str]] = {
     "pixel": (_pixel, "pixel:l1|mse|charbonnier (default mse)"),
-    "feature": (_feature, "feature:LAYER[=W][,LAYER[=W]...][,jitter=N] VGG-16 feature reconstruction, each layer "
-                          "weighted W (default relu2_2, W 1); jitter: random crop offset 0..N-1 per call"),
+    "feature": (_feature, "feature:[NET:]LAYER[=W][,LAYER[=W]...][,jitter=N] feature reconstruction on NET vgg16 "
+                          "(default; layers relu1_1..relu5_3, default relu2_2) or alexnet (relu1..relu5, default "
+                          "relu5), each layer weighted W (default 1); jitter: random crop offset 0..N-1 per call"),
     "style": (_style, "style:LAYER[,LAYER...] Gram-matrix style loss (default relu1_2,relu2_2,relu3_3,relu4_3)"),
     "tv": (_tv, "tv:l1|l2 total variation (default l2)"),
     "lpips": (_lpips, "lpips:alex|vgg LPIPS distance (default alex)"),

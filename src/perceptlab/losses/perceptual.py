@@ -1,6 +1,7 @@
 """Feature reconstruction and style (Gram) losses on VGG-16 (Johnson et al. 2016, eq. 2-4).
 
-Both compare activations of a frozen VGG-16 (:class:`perceptlab.features.VGG16Features`):
+Both compare activations of a frozen VGG-16 (:class:`perceptlab.features.VGG16Features`), or of a frozen
+AlexNet (:class:`perceptlab.features.AlexNetFeatures`, ``network="alexnet"``: DeePSiM's comparator):
 
 * feature reconstruction, eq. 2:  ``l_feat^j = ||phi_j(pred) - phi_j(target)||_2^2 / (C_j H_j W_j)``
 * style, eq. 3-4:  ``G_j(x) = phi_j(x) phi_j(x)^T / (C_j H_j W_j)`` (a C_j x C_j matrix),
@@ -20,9 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from perceptlab._checks import check_image, check_pair, check_range, reduce
-from perceptlab.features import VGG16Features
+from perceptlab.features import AlexNetFeatures, VGG16Features
 
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+# The loss networks, by name; "imagenet" weights are each one's torchvision ImageNet weights.
+NETWORKS = ("vgg16", "alexnet")
 
 
 def _layer_weights(layers) -> dict[str, float]:
@@ -79,25 +82,44 @@ def style_loss(pred_features: dict, target_grams: dict, weights: dict[str, float
     return total
 
 
-class _VGGLoss(nn.Module):
-    def __init__(self, layers, weights: str, weights_file, pooling: str, channels_last: bool, reduction: str,
-                 precision: str = "fp32"):  # fmt: skip
+def loss_network(network: str, layers, weights: str | None = "imagenet", weights_file=None, pooling: str = "max",
+                 channels_last: bool = True, precision: str = "fp32") -> nn.Module:  # fmt: skip
+    """The frozen feature network of a loss: ``vgg16`` or ``alexnet`` returning ``layers``.
+
+    ``weights``: ``"imagenet"`` (the network's torchvision ImageNet weights), ``None`` (random, for tests), or a
+    name of :func:`perceptlab.weights.load_weights` (``"vgg16"``, ``"vgg16_caffe"``, ``"alexnet"``).
+    """
+    if network not in NETWORKS:
+        raise ValueError(f"loss network must be one of {', '.join(NETWORKS)}, got {network!r}")
+    if weights == "imagenet":
+        weights = network
+    if network == "alexnet":
+        if pooling != "max":
+            raise ValueError(f"AlexNet has max pooling only, got pooling {pooling!r}")
+        return AlexNetFeatures(tuple(layers), weights=weights, weights_file=weights_file, channels_last=channels_last,
+                               precision=precision)  # fmt: skip
+    return VGG16Features(tuple(layers), weights=weights, weights_file=weights_file, pooling=pooling,
+                         channels_last=channels_last, precision=precision)  # fmt: skip
+
+
+class _NetLoss(nn.Module):
+    def __init__(self, layers, weights: str | None, weights_file, pooling: str, channels_last: bool, reduction: str,
+                 precision: str = "fp32", network: str = "vgg16"):  # fmt: skip
         super().__init__()
         self.layer_weights = _layer_weights(layers)
-        self.net = VGG16Features(
-            tuple(self.layer_weights), weights=weights, weights_file=weights_file,
-            pooling=pooling, channels_last=channels_last, precision=precision,
-        )  # fmt: skip
+        self.network = network
+        self.net = loss_network(network, self.layer_weights, weights, weights_file, pooling, channels_last, precision)
         self.reduction = reduction
 
 
-class FeatureLoss(_VGGLoss):
-    """Feature reconstruction loss on VGG-16 layers (Johnson et al. 2016, eq. 2).
+class FeatureLoss(_NetLoss):
+    """Feature reconstruction loss on VGG-16 (or AlexNet) layers (Johnson et al. 2016, eq. 2).
 
     Args:
         layers: a layer name, a list of names, or ``{name: weight}``; Johnson et
             al. use ``"relu2_2"`` for super-resolution, ``"relu3_3"`` for style transfer.
-        weights: ``"vgg16"`` (torchvision ImageNet), ``"vgg16_caffe"`` (the paper's) or ``None``.
+        weights: ``"imagenet"`` (the network's torchvision ImageNet weights), ``"vgg16"``, ``"vgg16_caffe"`` (the
+            paper's), ``"alexnet"`` or ``None`` (random).
         weights_file: explicit local weights file.
         pooling: ``"max"`` | ``"avg"`` | ``"l2"``.
         channels_last: run VGG in channels-last layout (default; 1.3-1.8x faster on our CPUs, benchmarks/README.md).
@@ -109,6 +131,8 @@ class FeatureLoss(_VGGLoss):
             the top and left of both images (16 for relu5_3: its pooling stride), so
             that the loss cannot be lowered by a pattern fixed to the output's grid.
             Uses torch's global random stream (saved with training checkpoints).
+        network: ``"vgg16"`` (default) or ``"alexnet"`` (layers ``relu1`` ... ``relu5``, ``pool5``: the
+            comparator of Dosovitskiy & Brox 2016, whose DeePSiM losses use AlexNet's conv5).
 
     Shape:
         pred, target (N, 3, H, W) in [0, 1] -> (N,) or scalar.
@@ -123,9 +147,9 @@ class FeatureLoss(_VGGLoss):
         and Super-Resolution. ECCV 2016.
     """
 
-    def __init__(self, layers="relu2_2", weights="vgg16", weights_file=None, pooling="max",
-                 channels_last=True, reduction="mean", precision="fp32", jitter: int = 0):  # fmt: skip
-        super().__init__(layers, weights, weights_file, pooling, channels_last, reduction, precision)
+    def __init__(self, layers="relu2_2", weights="imagenet", weights_file=None, pooling="max", channels_last=True,
+                 reduction="mean", precision="fp32", jitter: int = 0, network: str = "vgg16"):  # fmt: skip
+        super().__init__(layers, weights, weights_file, pooling, channels_last, reduction, precision, network)
         if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
             raise ValueError(f"jitter must be a non-negative int, got {jitter!r}")
         self.jitter = jitter
@@ -146,7 +170,7 @@ class FeatureLoss(_VGGLoss):
         return reduce(values, self.reduction)
 
 
-class StyleLoss(_VGGLoss):
+class StyleLoss(_NetLoss):
     """Style reconstruction loss: squared Frobenius distance of Gram matrices (Johnson et al. 2016, eq. 3-4).
 
     The target may have another size than the prediction and batch 1 (one

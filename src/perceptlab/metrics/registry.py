@@ -135,6 +135,12 @@ def _lr_psnr(pred, target, scale, lr):
     return lr_psnr(pred, lr, scale)
 
 
+def _detail(pred, target):
+    from perceptlab.metrics.fidelity import detail_ratio
+
+    return detail_ratio(pred, target)
+
+
 def _color_shift(pred, target):
     from perceptlab.metrics.fidelity import color_shift
 
@@ -161,6 +167,10 @@ for _info in (
                "LPIPS v0.1, VGG-16 backbone (Zhang et al. 2018)"),
     MetricInfo("dists", _dists, False, (0.0, 1.0), 1, ("vgg16", "dists"),
                "DISTS structure and texture similarity (Ding et al. 2020)"),
+    MetricInfo("detail", _detail, True, (0.0, math.inf), 9, (),
+               "fine contrast against the reference: RMS of the high-passed luma, output over reference (below 1: "
+               "smoother, the over-smoothing of pixel losses; above 1: added texture or noise; perceptlab.metrics."
+               "fidelity)"),
     MetricInfo("vmaf", _vmaf, True, (0.0, 100.0), _vmaf_min_size(), (),
                "VMAF v0.6.1 per frame on BT.601 luma, via vmaf-torch (Li et al., Netflix 2016); needs perceptlab[vmaf]"),
     # Super-resolution: three plain measures of what LPIPS and DISTS miss (PSNR-Y and SSIM-Y of the published

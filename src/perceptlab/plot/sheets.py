@@ -27,7 +27,9 @@ def busiest_window(image: torch.Tensor, size: int) -> tuple[int, int]:
     gray = image[0].mean(0)
     energy = (gray[1:, :-1] - gray[:-1, :-1]).abs() + (gray[:-1, 1:] - gray[:-1, :-1]).abs()
     stride = max(1, size // 4)
-    pooled = torch.nn.functional.avg_pool2d(energy[None, None], size, stride=stride)[0, 0]
+    # The energy map is a pixel smaller than the image: a window as large as the image fits once.
+    window = min(size, *energy.shape)
+    pooled = torch.nn.functional.avg_pool2d(energy[None, None], window, stride=stride)[0, 0]
     index = int(pooled.argmax())
     return (index // pooled.shape[1]) * stride, (index % pooled.shape[1]) * stride
 
