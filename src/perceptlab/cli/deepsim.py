@@ -36,8 +36,8 @@ def run_image(args: argparse.Namespace) -> int:
     from perceptlab.io import read_image, write_image
 
     check_output_file(args.output)
+    x = read_image(args.input)  # a bad image is said before the model is loaded
     net = load_deepsim_model(args.model)
-    x = read_image(args.input)
     write_image((invert if args.command == "invert" else reconstruct)(net, x), args.output)
     return 0
 
