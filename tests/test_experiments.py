@@ -159,3 +159,26 @@ def test_deepsim_ablation_trains_evaluates_reports_and_ships_at_a_tiny_size(tmp_
         "deepsim_invert_alexnet_relu5.safetensors", "deepsim_invert_alexnet_relu5.md"}  # fmt: skip
     card = (shipped / "deepsim_autoencoder.md").read_text()
     assert "PSNR" in card and "steps: 2" in card and (tmp_path / "logs" / "autoencoder_all.csv").is_file()
+
+
+def test_perceptual_compression_table_is_the_per_image_bd_rate_against_our_mse_codec():
+    experiment = _load("perceptual_compression")
+    anchor = experiment.ANCHOR
+    rows = []
+    for image in ("a", "b"):
+        for i, bpp in enumerate((0.2, 0.4, 0.8, 1.6)):
+            quality = {"psnr": 28.0 + 3 * i, "ms_ssim": 0.90 + 0.02 * i, "vmaf": 50.0 + 10 * i, "lpips": 0.4 - 0.08 * i}
+            rows.append({"image": image, "codec": anchor, "bpp": bpp} | quality)
+            # The same qualities for 20 % fewer bits (a), and for 25 % more (b): BD-rates -20 and +25 %.
+            rows.append({"image": image, "codec": "ours_alternate", "bpp": bpp * (0.8 if image == "a" else 1.25)} | quality)
+            rows.append({"image": image, "codec": "jpeg", "bpp": bpp * 1.5} | quality)
+    result = {"rows": rows, "codecs": {anchor: {}, "ours_alternate": {}, "jpeg": {}}}
+    table = experiment.source_table(result)
+    entry = table["vmaf"]["ours_alternate"]
+    assert entry["mean"] == pytest.approx(2.5, abs=0.1) and entry["std"] == pytest.approx(22.5, abs=0.1)
+    assert table["psnr"]["jpeg"]["mean"] == pytest.approx(50.0, abs=0.1) and table["vmaf"][anchor]["mean"] == 0
+    text = "\n".join(experiment.table_markdown(table, 2))
+    assert "+2.5 ± 22.5 %" in text and "+78.36 %" in text and "not trained at every rate point yet" in text
+    checks = "\n".join(experiment.direction_check(table))
+    assert "JPEG: +50.0 % against the source's +78.36 %: same direction" in checks
+    assert "alternating: +2.5 % against the source's -23.35 %: opposite direction" in checks

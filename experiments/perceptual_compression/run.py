@@ -4,12 +4,17 @@
     python experiments/perceptual_compression/run.py --train frozen_q3       # codec against the frozen proxy
     python experiments/perceptual_compression/run.py --train alternate_q3    # proxy and codec alternately
     python experiments/perceptual_compression/run.py --train vmaf_q3         # codec against true VMAF
+    python experiments/perceptual_compression/run.py --train alternate_q1    # the other rate points (q1, q2, q4)
     python experiments/perceptual_compression/run.py --train-all             # all of the above, in that order
     python experiments/perceptual_compression/run.py                         # evaluate on Kodak, write the report
 
-Every codec run fine-tunes the same MSE-trained model (``hyperprior_q3`` of
+The three-way comparison fine-tunes the same MSE-trained model (``hyperprior_q3`` of
 experiments/compression, the base of our MSE curve) at the same λ, with
-``D = α·L_p + (1-α)·255²·MSE``: the three differ only in what ``L_p`` is.
+``D = α·L_p + (1-α)·255²·MSE``: the three differ only in what ``L_p`` is. The
+alternating and the direct-VMAF methods are also trained at the other three rate
+points (each from the MSE model of its own λ), so that they have RD curves: the
+source's BD-rate table (per image, mean and std over Kodak, against our MSE codec)
+is computed from those curves.
 The proxy learns from distorted crops of the training photos (JPEG, WebP,
 JPEG 2000, blur, noise, sharpening and our eight MSE codecs' outputs),
 labelled with true VMAF. Runs live in ``$PERCEPTLAB_RUNS/perceptual_compression``
@@ -55,6 +60,16 @@ CODEC_RUNS = {
     "vmaf": {"distortion": "vmaf"},
 }
 METRICS = ("psnr", "ms_ssim", "vmaf", "lpips")
+# The methods trained at every rate point, as curves of their own in the BD-rate table.
+CURVES = ("alternate", "vmaf")
+POINTS = tuple(mse_runs.LAMBDAS)
+ANCHOR = "ours_hyperprior"  # our MSE codec: the anchor of the source's table
+# Chen et al.'s table: VMAF BD-rate (%) against their MSE-optimised codec, mean over their test images.
+SOURCE_VMAF_BD = {"jpeg": 78.36, ANCHOR: 0.0, "ours_alternate": -23.35, "jpeg2000": -33.39, "hevc": -28.23}
+TABLE_ROWS = (("jpeg", "JPEG"), (ANCHOR, "MSE codec (ours, hyperprior)"), ("ours_alternate", "codec with the VMAF "
+              "proxy, alternating"), ("jpeg2000", "JPEG 2000"), ("hevc", "HEVC intra"), ("avif", "AVIF"),
+              ("webp", "WebP"), ("jpegxl", "JPEG XL"), ("ours_bls2017", "MSE codec (ours, bls2017)"),
+              ("ours_vmaf", "codec trained on VMAF itself"))  # fmt: skip
 
 
 def runs_root() -> Path:
@@ -62,14 +77,16 @@ def runs_root() -> Path:
 
 
 def names() -> list[str]:
-    return ["proxy_vmaf", *(f"{kind}_{mse_runs.BASE_POINT}" for kind in CODEC_RUNS)]
+    """Every run in training order: the proxy, the three-way comparison, then the curves' other points."""
+    others = [f"{kind}_{point}" for kind in CURVES for point in POINTS if point != mse_runs.BASE_POINT]
+    return ["proxy_vmaf", *(f"{kind}_{mse_runs.BASE_POINT}" for kind in CODEC_RUNS), *others]
 
 
 def codec_recipe(name: str) -> dict:
     kind, point = name.rsplit("_", 1)
     values = mse_runs.recipe(f"hyperprior_{point}") | CODEC_RUNS[kind]
-    values |= {"steps": FINE_STEPS, "alpha": ALPHA, "init": str(mse_runs.runs_root() / BASE / "model.safetensors"),
-               "sample_every": 500}  # fmt: skip
+    values |= {"steps": FINE_STEPS, "alpha": ALPHA, "sample_every": 500,
+               "init": str(mse_runs.runs_root() / f"hyperprior_{point}" / "model.safetensors")}  # fmt: skip
     if values["distortion"] == "vmaf_proxy":
         values["proxy"] = str(runs_root() / "proxy_vmaf" / "model.safetensors")
     return values
@@ -153,6 +170,124 @@ def evaluate_point(limit: int | None = None) -> dict:
     return {"rows": rows, "mean": mean, "alpha": ALPHA, "images": [p.stem for p in images]}
 
 
+def curve_models() -> dict[str, list[Path]]:
+    """``{"ours_alternate": [q1..q4 weights], ...}`` for each method of CURVES trained at every rate point."""
+    out = {}
+    for kind in CURVES:
+        paths = [runs_root() / f"{kind}_{point}" / "model.safetensors" for point in POINTS]
+        if all(p.is_file() for p in paths):
+            out[f"ours_{kind}"] = paths
+    return out
+
+
+def evaluate_curves(limit: int | None = None) -> dict:
+    """The MSE experiment's evaluation (standard codecs and our MSE codecs, per image) with the perceptual curves
+    added: each through real files on the same images, cached in the runs folder by the models' times."""
+    from perceptlab.codec.evaluate import evaluate_codecs, load_learned, rd_points
+
+    saved = mse_runs.runs_root() / "eval" / "results.json"
+    if not saved.is_file():
+        raise SystemExit(f"{saved} not found: run experiments/compression/run.py first (the standard codecs' points)")
+    result = json.loads(saved.read_text())
+    cache = runs_root() / "eval_curves.json"
+    stamp = {name: [p.stat().st_mtime for p in paths] for name, paths in curve_models().items()}
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    if cached.get("stamp") != stamp or cached.get("limit") != limit:
+        rows, codecs = [], {}
+        for name, paths in curve_models().items():
+            models, _ = load_learned([str(p) for p in paths], name)
+            part = evaluate_codecs(DATA / "kodak", codecs=(), learned=models, metrics=METRICS, anchor=name,
+                                   limit=limit, progress=sys.stderr.isatty())  # fmt: skip
+            rows += part["rows"]
+            codecs[name] = part["codecs"][name]
+        cached = {"stamp": stamp, "limit": limit, "rows": rows, "codecs": codecs}
+        cache.write_text(json.dumps(cached) + "\n")
+    images = {r["image"] for r in cached["rows"]} or set(result["images"])
+    result["rows"] = [r for r in result["rows"] if r["image"] in images] + cached["rows"]
+    result["codecs"] = result["codecs"] | cached["codecs"]
+    result["rd"] = {name: rd_points(result["rows"], name, METRICS) for name in result["codecs"]}
+    result["images"] = sorted(images)
+    return result
+
+
+def source_table(result: dict) -> dict:
+    """Per metric, each row of TABLE_ROWS: BD-rate against our MSE codec on each image's curves, mean and std."""
+    from perceptlab.codec.evaluate import bd_per_image
+
+    table = {}
+    for metric in ("vmaf", "ms_ssim", "lpips", "psnr"):
+        table[metric] = {}
+        for codec, _ in TABLE_ROWS:
+            if codec not in result["codecs"]:
+                continue
+            entry = bd_per_image(result["rows"], ANCHOR, codec, metric)
+            table[metric][codec] = {k: entry[k] for k in ("mean", "std")} | {"images": len(entry["values"]),
+                                                                            "failed": sorted(entry["failed"])}  # fmt: skip
+    return table
+
+
+def table_markdown(table: dict, images: int) -> list[str]:
+    names = dict(TABLE_ROWS)
+    lines = [f"BD-rate against our MSE codec (`{ANCHOR}`), computed on each Kodak image's own curves, then mean ± "
+             f"standard deviation over the images (the source's layout; negative: fewer bits for the same quality). "
+             "The source's column is Chen et al.'s VMAF table (their MSE codec, their test images).", "",
+             "| codec | VMAF BD-rate, ours | VMAF, source | MS-SSIM | LPIPS | PSNR |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+
+    def cell(metric: str, codec: str) -> str:
+        entry = table[metric].get(codec)
+        if not entry or entry["mean"] is None:
+            return "n/a"
+        short = f" ({entry['images']} of {images})" if entry["images"] < images else ""
+        return f"{entry['mean']:+.1f} ± {entry['std']:.1f} %{short}"
+
+    for codec, label in TABLE_ROWS:
+        if codec not in table["vmaf"]:
+            lines.append(f"| {label} | not trained at every rate point yet | "
+                         f"{SOURCE_VMAF_BD.get(codec, '')}{' %' if codec in SOURCE_VMAF_BD else ''} | | | |")
+            continue
+        source = f"{SOURCE_VMAF_BD[codec]:+.2f} %" if codec in SOURCE_VMAF_BD else ""
+        lines.append(f"| {label} | {cell('vmaf', codec)} | {source} | {cell('ms_ssim', codec)} | "
+                     f"{cell('lpips', codec)} | {cell('psnr', codec)} |")
+    lines += ["", "An image counts only where both curves share a quality range; '(n of N)' says how many did."]
+    return lines
+
+
+def direction_check(table: dict) -> list[str]:
+    """Whether each row of the source's table keeps its sign (the issue's target) and where ours stands."""
+    lines = []
+    for codec, label in TABLE_ROWS:
+        if codec not in SOURCE_VMAF_BD or codec == ANCHOR:
+            continue
+        entry = table["vmaf"].get(codec)
+        if not entry or entry["mean"] is None:
+            lines.append(f"- {label}: not measured yet.")
+            continue
+        same = (entry["mean"] > 0) == (SOURCE_VMAF_BD[codec] > 0)
+        lines.append(f"- {label}: {entry['mean']:+.1f} % against the source's {SOURCE_VMAF_BD[codec]:+.2f} %: "
+                     f"{'same direction' if same else 'opposite direction'}.")
+    ours = [c for c in ("ours_alternate", "ours_vmaf") if table["vmaf"].get(c, {}).get("mean") is not None]
+    classic = [c for c in ("jpeg2000", "hevc", "avif", "webp", "jpegxl") if table["vmaf"].get(c, {}).get("mean") is not None]
+    for codec in ours:
+        ahead = [c for c in classic if table["vmaf"][codec]["mean"] < table["vmaf"][c]["mean"]]
+        lines.append(f"- {dict(TABLE_ROWS)[codec]} is ahead of {len(ahead)} of the {len(classic)} standard codecs in "
+                     f"VMAF at equal bits ({', '.join(ahead) or 'none'}); in MS-SSIM "
+                     f"{table['ms_ssim'][codec]['mean']:+.1f} % and LPIPS {table['lpips'][codec]['mean']:+.1f} % "
+                     "against our MSE codec (negative: ahead of it).")  # fmt: skip
+    return lines
+
+
+def curve_plots(result: dict) -> list[Path]:
+    """RD curves of every codec with the perceptual ones, one SVG per metric."""
+    from perceptlab.codec.evaluate import rd_plot
+
+    paths = []
+    for metric in METRICS:
+        path = DOCS / f"perceptual_compression_rd_{metric}.svg"
+        path.write_text(rd_plot(result, metric))
+        paths.append(path)
+    return paths
+
+
 FOOLED = 10.0  # VMAF points: a proxy scoring a model's images this much above true VMAF is fooled
 PICTURE_IMAGES = ("kodim04", "kodim14", "kodim23")
 
@@ -201,7 +336,7 @@ def mse_curve_at(bpp: float, metric: str) -> float | None:
     return None
 
 
-def report(result: dict, picture_path: Path | None) -> str:
+def report(result: dict, picture_path: Path | None, curves: dict | None = None) -> str:
     mean = result["mean"]
     judges = [k for k in next(iter(mean.values())) if k.startswith("proxy")]
     cols = ["bpp", *METRICS, *judges, *(k for k in ("grid", "colour") if k in next(iter(mean.values())))]
@@ -235,6 +370,10 @@ def report(result: dict, picture_path: Path | None) -> str:
     lines.append("")
     if picture_path:
         lines += [f"![decoded crops]({picture_path.name})", ""]
+    if curves is not None:
+        lines += ["## The source's table, with our numbers", "", *table_markdown(curves["table"], len(curves["images"])),
+                  "", *direction_check(curves["table"]), ""]  # fmt: skip
+        lines += [f"![RD {m}](perceptual_compression_rd_{m}.svg)" for m in METRICS] + [""]
     notes = HERE / "notes.md"
     if notes.is_file():
         lines += [notes.read_text()]
@@ -260,9 +399,12 @@ def main() -> int:
         return 0
     result = evaluate_point(args.limit)
     DOCS.mkdir(parents=True, exist_ok=True)
-    (DOCS / "perceptual_compression.json").write_text(json.dumps(result, indent=1) + "\n")
+    curves = evaluate_curves(args.limit)
+    curves_out = {"images": curves["images"], "table": source_table(curves), "rd": curves["rd"]}
+    curve_plots(curves)
+    (DOCS / "perceptual_compression.json").write_text(json.dumps(result | {"curves": curves_out}, indent=1) + "\n")
     picture_path = picture(result) if not args.limit else None
-    (DOCS / "perceptual_compression.md").write_text(report(result, picture_path))
+    (DOCS / "perceptual_compression.md").write_text(report(result, picture_path, curves_out))
     print(f"wrote {DOCS / 'perceptual_compression.md'}", file=sys.stderr)
     return 0
 
