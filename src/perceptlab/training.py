@@ -270,7 +270,17 @@ class Checkpoints:
 
 
 class TrainConfig:
-    """Mixin for run configurations (dataclasses): build from a dict or a TOML file, refusing unknown keys."""
+    """Mixin for run configurations (dataclasses): build from a dict or a TOML file, refusing unknown keys, and
+    the checks every trainer's ``validate`` shares (:meth:`check_run`)."""
+
+    def check_run(self, what: str = "images") -> None:
+        """Raise ``ValueError`` unless training folders are given (``data``) and every interval
+        (``sample_every`` or ``val_every``, ``ckpt_every``, ``log_every``) is positive."""
+        if not self.data:
+            raise ValueError(f"no training data: give at least one folder of {what} (--data)")
+        intervals = [name for name in ("sample_every", "val_every", "ckpt_every", "log_every") if hasattr(self, name)]
+        if min(getattr(self, name) for name in intervals) < 1:
+            raise ValueError(f"{', '.join(intervals[:-1])} and {intervals[-1]} must be positive")
 
     @classmethod
     def from_dict(cls, values: Mapping):

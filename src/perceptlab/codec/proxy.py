@@ -74,8 +74,7 @@ class ProxyTrainConfig(TrainConfig):
     def validate(self) -> None:
         from perceptlab.codec.distort import check_kinds
 
-        if not self.data:
-            raise ValueError("no training data: give at least one folder of images (--data)")
+        self.check_run()
         if min(self.width, self.steps, self.batch_size, self.val_patches) < 1:
             raise ValueError("width, steps, batch_size and val_patches must be positive")
         if self.crop < PROXY_MIN_SIZE:
@@ -84,8 +83,6 @@ class ProxyTrainConfig(TrainConfig):
             raise ValueError(f"holdout must be at least 2 (every holdout-th image validates), got {self.holdout}")
         if not self.lr > 0 or self.threads < 0:
             raise ValueError(f"lr must be positive and threads non-negative, got {self.lr} and {self.threads}")
-        if min(self.sample_every, self.ckpt_every, self.log_every) < 1:
-            raise ValueError("sample_every, ckpt_every and log_every must be positive")
         check_kinds(self.kinds, self.codecs)
 
 

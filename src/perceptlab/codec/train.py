@@ -127,8 +127,7 @@ class CodecTrainConfig(TrainConfig):
 
             if self.proxy not in SHIPPED_PROXY:
                 raise ValueError(f"proxy {self.proxy}: no such file or folder, nor a shipped proxy")
-        if not self.data:
-            raise ValueError("no training data: give at least one folder of images (--data)")
+        self.check_run()
         if min(self.N, self.M, self.steps, self.batch_size) < 1:
             raise ValueError("N, M, steps and batch_size must be positive")
         stride = CODEC_NETS[self.arch].stride
@@ -139,8 +138,6 @@ class CodecTrainConfig(TrainConfig):
         if not (self.lambda_ > 0 and self.lr > 0) or self.threads < 0:
             raise ValueError(f"lambda and lr must be positive and threads non-negative, got {self.lambda_}, "
                              f"{self.lr} and {self.threads}")  # fmt: skip
-        if min(self.sample_every, self.ckpt_every, self.log_every) < 1:
-            raise ValueError("sample_every, ckpt_every and log_every must be positive")
         if self.init and not Path(self.init).exists():
             raise ValueError(f"init {self.init}: no such file or folder")
 

@@ -88,8 +88,7 @@ class DeepSimTrainConfig(TrainConfig):
 
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if not self.data:
-            raise ValueError("no training data: give at least one folder of images (--data)")
+        self.check_run()
         if self.kind == "invert":
             if self.network not in COMPARATORS:
                 raise ValueError(f"network must be one of {', '.join(COMPARATORS)}, got {self.network!r}")
@@ -109,8 +108,6 @@ class DeepSimTrainConfig(TrainConfig):
             raise ValueError("bottleneck, width, d_channels, steps and batch_size must be positive")
         if self.crop < 32:
             raise ValueError(f"crop must be at least 32 pixels, got {self.crop}")
-        if min(self.sample_every, self.ckpt_every, self.log_every) < 1:
-            raise ValueError("sample_every, ckpt_every and log_every must be positive")
         if not (self.lr > 0 and self.d_lr > 0) or self.kl_weight < 0 or self.threads < 0:
             raise ValueError("lr and d_lr must be positive, kl_weight and threads non-negative")
         if self.val_data and not Path(self.val_data).is_dir():

@@ -89,8 +89,7 @@ class SRTrainConfig(TrainConfig):
         """Raise ``ValueError`` naming the first bad setting; every check here runs before any work."""
         from perceptlab.nets.sr import SR_NETS
 
-        if not self.data:
-            raise ValueError("no training data: give at least one folder of images (--data)")
+        self.check_run()
         info = SR_NETS.get(self.net)
         if info is None or self.net == "bicubic":  # bicubic has nothing to train
             raise ValueError(f"net must be one of {', '.join(n for n in SR_NETS if n != 'bicubic')}, got {self.net!r}")
@@ -109,8 +108,6 @@ class SRTrainConfig(TrainConfig):
             parse_spec(spec)
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
-        if min(self.val_every, self.ckpt_every, self.log_every) < 1:
-            raise ValueError("val_every, ckpt_every and log_every must be positive")
         if not (self.lr > 0 and self.d_lr > 0) or self.blur_sigma < 0 or self.threads < 0:
             raise ValueError("lr and d_lr must be positive, blur_sigma and threads non-negative")
         for key, allowed in (("vgg_precision", ("fp32", "bf16")), ("vgg_weights", ("vgg16", "vgg16_caffe")),

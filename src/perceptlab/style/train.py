@@ -112,8 +112,7 @@ class StyleTrainConfig(TrainConfig):
 
         if not self.style:
             raise ValueError("no style image: give one (--style)")
-        if not self.data:
-            raise ValueError("no training data: give at least one folder of content images (--data)")
+        self.check_run("content images")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
         if self.image_size < MIN_SIZE:
@@ -133,8 +132,6 @@ class StyleTrainConfig(TrainConfig):
             raise ValueError(f"vgg_precision must be fp32 or bf16, got {self.vgg_precision!r}")
         if self.upsample not in STYLE_UPSAMPLES:
             raise ValueError(f"upsample must be one of {STYLE_UPSAMPLES}, got {self.upsample!r}")
-        if min(self.sample_every, self.ckpt_every, self.log_every) < 1:
-            raise ValueError("sample_every, ckpt_every and log_every must be positive")
 
 
 def _file_sha256(path: str) -> str:
