@@ -31,6 +31,7 @@ import threading
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -111,6 +112,30 @@ class MetricsLog:
             return
         with open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
+
+
+class RunStart(NamedTuple):
+    """What :func:`start_run` opens: the processes (``torchrun`` or one), this process's part of the global
+    batch, the run folder, the checkpoint being resumed (or ``None``) and the seeded random stream."""
+
+    processes: World
+    shard: tuple[int, int]
+    out: Path
+    resumed: dict | None
+    generator: torch.Generator
+
+
+def start_run(config, out: str | os.PathLike) -> RunStart:
+    """The opening of every trainer: validate ``config`` (a :class:`TrainConfig` dataclass with ``batch_size``,
+    ``threads`` and ``seed``), join the ``torchrun`` processes if there are any, set the CPU threads, open or resume
+    the run folder (:func:`prepare_run_dir`) and seed every random stream (:func:`seed_everything`)."""
+    config.validate()
+    processes = world()
+    shard = processes.shard(config.batch_size)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
+    return RunStart(processes, shard, out, resumed, seed_everything(config.seed))
 
 
 def prepare_run_dir(

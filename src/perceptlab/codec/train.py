@@ -206,18 +206,11 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
     from perceptlab.codec.bitstream import pad
     from perceptlab.codec.model import CodecModel
     from perceptlab.data import ImageCrops
-    from perceptlab.distributed import world
     from perceptlab.io import list_images, read_image, write_image
     from perceptlab.ops.resize import resize_longer_side
-    from perceptlab.training import prepare_run_dir, seed_everything, train_loop
+    from perceptlab.training import start_run, train_loop
 
-    config.validate()
-    processes = world()
-    shard = processes.shard(config.batch_size)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
-    generator = seed_everything(config.seed)
+    processes, shard, out, resumed, generator = start_run(config, out)
     model = CodecModel(config.arch, N=config.N, M=config.M)
     if config.init and resumed is None:
         _start_from(model, config)

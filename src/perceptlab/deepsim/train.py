@@ -158,19 +158,12 @@ def train_deepsim(config: DeepSimTrainConfig, out: str | Path, progress: bool = 
         ImageError: a missing or unreadable image.
     """
     from perceptlab.data import ImageCrops
-    from perceptlab.distributed import world
     from perceptlab.io import list_images, read_image, save_image
     from perceptlab.nets.deepsim import build_deepsim_net
     from perceptlab.plot import whole_image_sheet
-    from perceptlab.training import prepare_run_dir, seed_everything, train_loop
+    from perceptlab.training import start_run, train_loop
 
-    config.validate()
-    processes = world()
-    shard = processes.shard(config.batch_size)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
-    generator = seed_everything(config.seed)
+    processes, shard, out, resumed, generator = start_run(config, out)
     net = build_deepsim_net(config.kind, **config.net_options())
     comparator = build_comparator(config.network, config.layer).to(processes.device) if config.kind == "invert" else None
     discriminator = None

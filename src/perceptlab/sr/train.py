@@ -26,11 +26,10 @@ from pathlib import Path
 
 import torch
 
-from perceptlab.distributed import world
 from perceptlab.features.base import native_bf16
 from perceptlab.sr.models import net_options
 from perceptlab.losses import AdversarialLoss, CombinedLoss, parse_spec
-from perceptlab.training import TrainConfig, load_model_file, prepare_run_dir, save_model_file, seed_everything, train_loop
+from perceptlab.training import TrainConfig, load_model_file, save_model_file, start_run, train_loop
 
 
 @dataclass
@@ -170,13 +169,7 @@ def train_sr(config: SRTrainConfig, out: str | Path, progress: bool = True) -> d
     """
     from perceptlab.sr.data import SRTrainingSet
 
-    config.validate()
-    processes = world()
-    shard = processes.shard(config.batch_size)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
-    generator = seed_everything(config.seed)
+    processes, shard, out, resumed, generator = start_run(config, out)
     net, loss, discriminator = _build(config)
     loss.to(processes.device)
     model = processes.data_parallel(net)  # what the step calls; net itself is saved and sampled

@@ -186,18 +186,12 @@ def train_style(config: StyleTrainConfig, out: str | Path, progress: bool = True
     """
     from perceptlab.io import read_image, write_image
     from perceptlab.data import ImageCrops
-    from perceptlab.distributed import world
     from perceptlab.ops.resize import resize_longer_side
-    from perceptlab.training import prepare_run_dir, seed_everything, train_loop
+    from perceptlab.training import start_run, train_loop
 
-    config.validate()
-    processes = world()
-    shard = processes.shard(config.batch_size)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    config.validate()  # before the style image is read; start_run validates again (cheap)
     style_sha256 = _file_sha256(config.style)
-    out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
-    generator = seed_everything(config.seed)
+    processes, shard, out, resumed, generator = start_run(config, out)
     net, loss = _build(config)
     loss.to(processes.device)
     model = processes.data_parallel(net)  # what the step calls; net itself is saved and sampled
