@@ -189,6 +189,7 @@ import perceptlab.training
 from test_distributed import recording
 
 perceptlab.training.train_loop = recording(perceptlab.training.train_loop)  # before the trainers import it
+from perceptlab.codec.proxy import ProxyTrainConfig, train_proxy
 from perceptlab.codec.train import CodecTrainConfig, train_codec
 from perceptlab.deepsim.train import DeepSimTrainConfig, train_deepsim
 from perceptlab.sr.train import SRTrainConfig, train_sr
@@ -199,12 +200,14 @@ train_sr(SRTrainConfig(**runs["gan"]), runs["out"] + "/gan", progress=False)
 train_style(StyleTrainConfig(**runs["style"]), runs["out"] + "/style", progress=False)
 train_codec(CodecTrainConfig(**runs["codec"]), runs["out"] + "/codec", progress=False)
 train_deepsim(DeepSimTrainConfig(**runs["deepsim"]), runs["out"] + "/deepsim", progress=False)
+train_proxy(ProxyTrainConfig(**runs["proxy"]), runs["out"] + "/proxy", progress=False)
 """
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A GAN, a style and a codec run, each trained by 2 processes (one torchrun: ``two/``) and by 1 (``one/``)."""
+    """A GAN, a style, a codec, a DeePSiM and a VMAF-proxy run, each trained by 2 processes (one torchrun: ``two/``)
+    and by 1 (``one/``)."""
     root = tmp_path_factory.mktemp("runs")
     photos = _photos(root / "photos")
     style = root / "style.png"
@@ -220,12 +223,15 @@ def runs(tmp_path_factory):
                       sample_every=3, log_every=1, threads=1),
         "deepsim": dict(kind="autoencoder", losses=["pixel:mse"], data=[str(photos)], crop=32, batch_size=4,
                         steps=3, width=8, bottleneck=4, sample_every=3, log_every=1, threads=1),
+        "proxy": dict(data=[str(photos)], kinds=["jpeg", "blur", "noise", "none"], width=8, crop=32, steps=3,
+                      batch_size=4, val_patches=8, holdout=2, sample_every=3, log_every=1, threads=1),
     }  # fmt: skip
     (root / "runs.json").write_text(json.dumps(runs | {"out": str(root / "two")}))
     (root / "script.py").write_text(_SCRIPT.format(tests=str(Path(__file__).parent)))
     _torchrun([str(root / "script.py"), str(root / "runs.json")])
     import perceptlab.sr.train
     import perceptlab.training
+    from perceptlab.codec.proxy import ProxyTrainConfig, train_proxy
     from perceptlab.codec.train import CodecTrainConfig, train_codec
     from perceptlab.deepsim.train import DeepSimTrainConfig, train_deepsim
     from perceptlab.style.train import StyleTrainConfig, train_style
@@ -239,6 +245,7 @@ def runs(tmp_path_factory):
         train_style(StyleTrainConfig(**runs["style"]), root / "one" / "style", progress=False)
         train_codec(CodecTrainConfig(**runs["codec"]), root / "one" / "codec", progress=False)
         train_deepsim(DeepSimTrainConfig(**runs["deepsim"]), root / "one" / "deepsim", progress=False)
+        train_proxy(ProxyTrainConfig(**runs["proxy"]), root / "one" / "proxy", progress=False)
     return root
 
 
@@ -269,6 +276,15 @@ def test_deepsim_autoencoder_on_two_processes_trains_as_one_process(runs):
     rank0, _ = _assert_processes_agree(runs / "two" / "deepsim")
     _assert_trains_as(rank0["final"]["net"], _net(_record(runs / "one" / "deepsim"), "net"), rank0["grad"]["net"])
     assert _steps(runs / "two" / "deepsim" / "metrics.csv") == [1, 2, 3]
+
+
+def test_vmaf_proxy_on_two_processes_trains_as_one_process(runs):
+    # Each process distorts and labels its half of the batch with the draws one process makes for it.
+    rank0, _ = _assert_processes_agree(runs / "two" / "proxy")
+    _assert_trains_as(rank0["final"]["net"], _net(_record(runs / "one" / "proxy"), "net"), rank0["grad"]["net"])
+    run = runs / "two" / "proxy"
+    assert _steps(run / "metrics.csv") == [1, 2, 3] and (run / "validation.json").is_file()
+    assert torch.equal(_weights(run / "model.safetensors")["features.0.weight"], rank0["final"]["net"]["features.0.weight"])
 
 
 def test_codec_on_two_processes_trains_and_ends_with_tables(runs):

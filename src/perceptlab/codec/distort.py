@@ -96,19 +96,28 @@ def distort(x: torch.Tensor, kind: str, level: float, generator: torch.Generator
 
 
 def random_distortions(x: torch.Tensor, generator: torch.Generator, kinds: Sequence[str] = DEFAULT_KINDS,
-                       codecs: Sequence = ()) -> tuple[torch.Tensor, list[str]]:  # fmt: skip
+                       codecs: Sequence = (), shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, list[str]]:  # fmt: skip
     """Each image of the batch ``x`` (B, 3, H, W) distorted by a random kind at a random level.
 
-    The kind, level and codec are drawn from ``generator`` (the same state gives the same batch).
+    The kind, level and codec of every image, and the seed of its own noise, are drawn from ``generator``
+    (the same state gives the same batch). With ``shard = (index, count)``, ``x`` is the ``index``-th of
+    ``count`` equal slices of a batch (as ``ImageCrops.sample_crops`` cuts them under torchrun): the
+    draws are made for the whole batch and this slice's are used, so ``count`` processes distort their
+    slices exactly as one process distorts the batch, and their generators stay in step.
 
     Returns:
         The distorted batch and the kind of each image.
     """
-    out, names = [], []
-    for image in x:
+    index, count = shard
+    draws = []
+    for _ in range(len(x) * count):
         kind = kinds[int(torch.randint(len(kinds), (1,), generator=generator))]
         level = float(torch.rand((), generator=generator))
         codec = codecs[int(torch.randint(len(codecs), (1,), generator=generator))] if kind == "codec" else None
-        out.append(distort(image, kind, level, generator, codec))
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        draws.append((kind, level, codec, seed))
+    out, names = [], []
+    for image, (kind, level, codec, seed) in zip(x, draws[index * len(x) : (index + 1) * len(x)]):
+        out.append(distort(image, kind, level, torch.Generator().manual_seed(seed), codec))
         names.append(kind)
     return torch.stack(out), names

@@ -181,14 +181,11 @@ def train_proxy(config: ProxyTrainConfig, out: str | Path, progress: bool = True
     from perceptlab.metrics.vmaf import VMAF
     from perceptlab.codec.distort import random_distortions
     from perceptlab.stats import agreement
-    from perceptlab.training import prepare_run_dir, seed_everything, train_loop
+    from perceptlab.training import start_run, train_loop
 
     config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
     metric = VMAF(reduction="none")  # ImportError before anything is written
-    out, resumed = prepare_run_dir(out, dataclasses.asdict(config), dataclasses.asdict(type(config)()))
-    generator = seed_everything(config.seed)
+    processes, shard, out, resumed, generator = start_run(config, out)
     codecs = _load_codecs(config.codecs)
     data = ImageCrops(config.data, crop=config.crop, seed=config.seed)
     if len(data.images) < 2:
@@ -198,14 +195,20 @@ def train_proxy(config: ProxyTrainConfig, out: str | Path, progress: bool = True
     val_ref, val_dist, val_kinds = validation_set(held, config.val_patches, config.kinds, codecs, config.seed)
     val_true = torch.cat([vmaf_labels(val_dist[i : i + 32], val_ref[i : i + 32], metric)
                           for i in range(0, len(val_ref), 32)])  # fmt: skip
-    proxy = QualityProxy(config.width)
+    # Distortions and VMAF labels are made on the CPU; the proxy trains on the process's device.
+    val_ref, val_dist = val_ref.to(processes.device), val_dist.to(processes.device)
+    proxy = QualityProxy(config.width).to(processes.device)
+    processes.replicate(proxy)
     optimizer = torch.optim.Adam(proxy.parameters(), lr=config.lr)
     last: dict = {}
 
     def step_fn() -> dict:
-        x = data.sample_crops(config.batch_size, generator)
-        d, _ = random_distortions(x, generator, config.kinds, codecs)
-        return fit_step(proxy, optimizer, d, x, vmaf_labels(d, x, metric))
+        # Under torchrun each process labels and fits its slice of the batch; gradients are averaged.
+        x = data.sample_crops(config.batch_size, generator, shard)
+        d, _ = random_distortions(x, generator, config.kinds, codecs, shard)
+        labels = vmaf_labels(d, x, metric)
+        device = processes.device
+        return fit_step(proxy, optimizer, d.to(device), x.to(device), labels.to(device), processes)
 
     def validate(_path: Path) -> dict:
         scores = agreement(score_proxy(proxy, val_dist, val_ref).tolist(), val_true.tolist())
@@ -220,10 +223,11 @@ def train_proxy(config: ProxyTrainConfig, out: str | Path, progress: bool = True
         validate(out / "samples")
     predicted = score_proxy(proxy, val_dist, val_ref)
     rows = [{"kind": k, "vmaf": round(float(t), 3), "proxy": round(float(p), 3)}
-            for k, t, p in zip(val_kinds, val_true, predicted)]  # fmt: skip
-    atomic_write_text(out / "validation.json", json.dumps({**last, "patches": rows}, indent=1) + "\n")
+            for k, t, p in zip(val_kinds, val_true.tolist(), predicted.tolist())]  # fmt: skip
     weights = out / "model.safetensors"
-    save_proxy(weights, proxy, config, {"name": out.resolve().name, "steps": str(summary["steps"]),
-                                        "train_seconds": f"{summary['seconds']:.1f}",
-                                        **{f"val_{k}": f"{v:.4f}" for k, v in last.items()}})  # fmt: skip
+    if processes.main:  # process 0 alone writes the run folder
+        atomic_write_text(out / "validation.json", json.dumps({**last, "patches": rows}, indent=1) + "\n")
+        save_proxy(weights, proxy, config, {"name": out.resolve().name, "steps": str(summary["steps"]),
+                                            "train_seconds": f"{summary['seconds']:.1f}",
+                                            **{f"val_{k}": f"{v:.4f}" for k, v in last.items()}})  # fmt: skip
     return {**summary, "weights": str(weights), "validation": {**last, "patches": len(rows)}}
