@@ -232,3 +232,11 @@ def test_missing_vmaf_torch_says_how_to_install(monkeypatch):
         vmaf(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32))
     with pytest.raises(ImportError, match=message):
         VMAF()
+
+
+def test_registry_offers_vmaf_neg_beside_vmaf(image):
+    from perceptlab.metrics.registry import get_metric
+
+    boosted = ((image - 0.5) * 1.2 + 0.5).clamp(0, 1)
+    torch.testing.assert_close(get_metric("vmaf_neg")(boosted, image), vmaf(boosted, image, reduction="none", neg=True))
+    assert float(get_metric("vmaf_neg")(boosted, image)[0]) < float(get_metric("vmaf")(boosted, image)[0]) - 5

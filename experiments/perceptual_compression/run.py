@@ -142,7 +142,8 @@ def evaluate_point(limit: int | None = None) -> dict:
     from perceptlab.metrics.fidelity import color_shift, grid_score
     from perceptlab.metrics.registry import get_metric
 
-    scorers = {m: get_metric(m) for m in METRICS}
+    # VMAF NEG beside VMAF: a gain that VMAF NEG does not share is VMAF's enhancement gain, not quality.
+    scorers = {m: get_metric(m) for m in (*METRICS, "vmaf_neg")}
     judges = {name: load_proxy(str(path)) for name, path in proxies().items()}
     images = list_images(DATA / "kodak")[:limit]
     rows = []
@@ -339,7 +340,7 @@ def mse_curve_at(bpp: float, metric: str) -> float | None:
 def report(result: dict, picture_path: Path | None, curves: dict | None = None) -> str:
     mean = result["mean"]
     judges = [k for k in next(iter(mean.values())) if k.startswith("proxy")]
-    cols = ["bpp", *METRICS, *judges, *(k for k in ("grid", "colour") if k in next(iter(mean.values())))]
+    cols = ["bpp", *METRICS, *(["vmaf_neg"] if "vmaf_neg" in next(iter(mean.values())) else []), *judges, *(k for k in ("grid", "colour") if k in next(iter(mean.values())))]
     lines = ["# Perceptual optimisation of the learned codec (VMAF, a VMAF proxy)", "",
              f"Three fine-tunings of our MSE-trained `{BASE}` codec at its λ "
              f"({mse_runs.LAMBDAS[mse_runs.BASE_POINT]}), {FINE_STEPS} steps each, with "

@@ -117,6 +117,12 @@ def _vmaf(pred, target):
     return vmaf(pred, target, reduction="none")
 
 
+def _vmaf_neg(pred, target):
+    from perceptlab.metrics.vmaf import vmaf
+
+    return vmaf(pred, target, reduction="none", neg=True)
+
+
 def _vmaf_min_size() -> int:
     from perceptlab.metrics.vmaf import VMAF_MIN_SIZE
 
@@ -173,6 +179,9 @@ for _info in (
                "fidelity)"),
     MetricInfo("vmaf", _vmaf, True, (0.0, 100.0), _vmaf_min_size(), (),
                "VMAF v0.6.1 per frame on BT.601 luma, via vmaf-torch (Li et al., Netflix 2016); needs perceptlab[vmaf]"),
+    MetricInfo("vmaf_neg", _vmaf_neg, True, (0.0, 100.0), _vmaf_min_size(), (),
+               "VMAF NEG (no enhancement gain: sharpening and contrast boosts cannot raise it), v0.6.1 as vmaf; "
+               "needs perceptlab[vmaf]"),
     # Super-resolution: three plain measures of what LPIPS and DISTS miss (PSNR-Y and SSIM-Y of the published
     # protocol are registered by perceptlab.sr.protocol).
     MetricInfo("grid", _grid, False, (0.0, 1.0), 16, (),
