@@ -182,3 +182,26 @@ def test_perceptual_compression_table_is_the_per_image_bd_rate_against_our_mse_c
     checks = "\n".join(experiment.direction_check(table))
     assert "JPEG: +50.0 % against the source's +78.36 %: same direction" in checks
     assert "alternating: +2.5 % against the source's -23.35 %: opposite direction" in checks
+
+
+def test_style_gallery_shows_every_shipped_style_in_the_readme(tmp_path):
+    import torch
+
+    from perceptlab.io import read_image, write_image
+    from perceptlab.style.models import shipped_style_models
+
+    experiment = _load("style_models")
+    photo = tmp_path / "kodim23.png"
+    write_image(torch.rand(1, 3, 96, 128), photo)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Style transfer\n\n```bash\nperceptlab stylize a -o b\n```\n\nText after.\n")
+    written = experiment.gallery(photo, tmp_path / "docs" / "g", readme)
+    names = sorted(shipped_style_models())
+    assert [p.name for p in written] == ["photo.jpg", *(f"{n}.jpg" for n in names)]
+    assert read_image(written[1]).shape[-1] == experiment.GALLERY_SIDE
+    text = readme.read_text()
+    assert all(f"(docs/g/{n}.jpg)" in text for n in names) and text.endswith("Text after.\n")
+    # Run again: the gallery is replaced, not added twice.
+    experiment.gallery(photo, tmp_path / "docs" / "g", readme)
+    assert readme.read_text() == text and text.count(experiment.GALLERY_BEGIN) == 1
+    assert text.index("```\n") < text.index(experiment.GALLERY_BEGIN) < text.index("Text after.")

@@ -3,6 +3,7 @@
     python experiments/style_models/run.py --only starry_night      # train (resuming) one style
     python experiments/style_models/run.py --ship                   # train all (resuming), then ship them
     python experiments/style_models/run.py --ship-only              # ship the finished runs as they are
+    python experiments/style_models/run.py --gallery                # README gallery of the shipped styles
 
 Recipes: ``recipes/NAME.toml`` (paths relative to the repository root); the
 same as ``perceptlab train style --config recipes/NAME.toml --out runs/style_NAME``,
@@ -200,6 +201,47 @@ def ship(name: str, runs: Path) -> None:
     print(f"shipped style_{name} ({target.stat().st_size / 1e6:.1f} MB, sha256 {digest}...)", file=sys.stderr)
 
 
+GALLERY_PHOTO = "kodim23"  # a Kodak photo: never trained on, colourful, with fine detail and flat areas
+GALLERY_SIDE = 256
+GALLERY_BEGIN, GALLERY_END = "<!-- style gallery: experiments/style_models/run.py --gallery -->", "<!-- /style gallery -->"
+
+
+def gallery(photo: Path, docs: Path, readme: Path) -> list[Path]:
+    """One photo through every shipped style, small JPEGs in ``docs``, and their table in ``readme`` between
+    the gallery markers (added at the end of its style section's code block the first time)."""
+    from perceptlab.io import read_image, write_image
+    from perceptlab.ops.resize import resize_longer_side
+    from perceptlab.style.models import load_style_model, shipped_style_models, stylize_feedforward
+
+    docs.mkdir(parents=True, exist_ok=True)
+    x = resize_longer_side(read_image(photo), GALLERY_SIDE)
+    written = [docs / "photo.jpg"]
+    write_image(x, written[0])
+    cells = [("photo", "photo.jpg")]
+    for name in sorted(shipped_style_models()):
+        with torch.no_grad():
+            y = stylize_feedforward(load_style_model(name), x).clamp(0, 1)
+        written.append(docs / f"{name}.jpg")
+        write_image(y, written[-1])
+        cells.append((f"`{name}`", written[-1].name))
+    rel = docs.relative_to(readme.parent).as_posix()
+    table = [GALLERY_BEGIN, "",
+             f"Kodak `{photo.stem}` (never trained on), {GALLERY_SIDE} px, through every shipped style:", "",
+             "| " + " | ".join(label for label, _ in cells) + " |", "|" + "---|" * len(cells),
+             "| " + " | ".join(f"![{label.strip('`')}]({rel}/{file})" for label, file in cells) + " |", "",
+             GALLERY_END]  # fmt: skip
+    text = readme.read_text()
+    if GALLERY_BEGIN in text:
+        start, end = text.index(GALLERY_BEGIN), text.index(GALLERY_END) + len(GALLERY_END)
+        text = text[:start] + "\n".join(table) + text[end:]
+    else:
+        anchor = text.index("## Style transfer")
+        block_end = text.index("```\n", text.index("```bash", anchor) + 7) + 4
+        text = text[:block_end] + "\n" + "\n".join(table) + "\n" + text[block_end:]
+    readme.write_text(text)
+    return written
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=STYLES, action="append", help="only these styles")
@@ -208,7 +250,13 @@ def main() -> int:
                         .expanduser() / "style_models")  # fmt: skip
     parser.add_argument("--ship", action="store_true", help="after training, copy the models into the package")
     parser.add_argument("--ship-only", action="store_true", help="ship the finished runs without training")
+    parser.add_argument("--gallery", action="store_true", help="only write the README gallery of the shipped styles")
     args = parser.parse_args()
+    if args.gallery:
+        for path in gallery(ROOT.parent / "shared" / "data" / "kodak" / f"{GALLERY_PHOTO}.png",
+                            ROOT / "docs" / "style_gallery", ROOT / "README.md"):  # fmt: skip
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
     # The recipes' paths are relative to the repository root, as for `perceptlab train style --config`.
     args.runs = args.runs.resolve()
     os.chdir(ROOT)
