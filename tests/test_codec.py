@@ -426,6 +426,29 @@ def test_ms_ssim_training_and_bad_configurations(photos, tmp_path):
     assert 0 < summary["final"]["ms_ssim"] <= 1 and summary["final"]["bpp"] > 0
 
 
+def test_grid_penalty_is_logged_added_to_the_loss_and_checked(photos, tmp_path):
+    import csv
+
+    from perceptlab.losses.grid import grid_loss
+
+    base = dict(arch="bls2017", steps=1, crop=64, val_data=None)
+    plain = train_codec(_config(photos, **base), tmp_path / "plain", progress=False)["final"]
+    weighted = train_codec(_config(photos, grid_weight=100.0, **base), tmp_path / "grid", progress=False)["final"]
+    # The same first step (same seed and weights): the penalty is the only difference in the loss.
+    assert "grid" not in plain and weighted["grid"] > 0
+    assert weighted["loss"] == pytest.approx(plain["loss"] + 100.0 * weighted["grid"], rel=1e-5)
+    with open(tmp_path / "grid" / "metrics.csv") as handle:
+        assert "grid" in next(csv.DictReader(handle))
+    pattern = torch.zeros(1, 3, 64, 64)
+    pattern[..., ::16, ::16] = 1.0  # a dot every 16 pixels: the lattice the penalty looks for
+    smooth = torch.full((1, 3, 64, 64), 0.5)
+    assert float(grid_loss((smooth + 0.1 * pattern).clamp(0, 1), smooth, 16)) > 0
+    with pytest.raises(ValueError, match="grid_weight must be non-negative"):
+        _config(photos, grid_weight=-1.0).validate()
+    with pytest.raises(ValueError, match="grid_period at least 2"):
+        _config(photos, grid_period=1).validate()
+
+
 def test_train_codec_flags_come_from_the_dataclass(tmp_path):
     parser = build_parser()
     for name in ("train", "codec"):

@@ -21,6 +21,9 @@ _CODEC_HELP = {
     "alternate": "with vmaf_proxy: train the proxy on the codec's outputs (true VMAF labels) after every codec "
                  "step, as Chen et al. do; without it the proxy stays frozen and can be fooled",
     "proxy_lr": "Adam learning rate of the proxy with --alternate",
+    "grid_weight": "weight of a penalty on patterns fixed to the pixel grid (the lattice a codec that fools its "
+                   "proxy prints; 0: off)",
+    "grid_period": "period in pixels of the lattice the grid penalty looks for (16 also holds 2, 4 and 8)",
     "data": "folder of training images",
     "steps": "optimisation steps; may be raised when resuming",
     "batch_size": "crops per step",

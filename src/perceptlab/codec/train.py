@@ -6,6 +6,7 @@
     out = model(crops)                             # CodecModel in train mode: latents + U(-0.5, 0.5) noise
     bpp = sum(-log2 likelihoods) / pixels          # all latents (y, and z for the hyperprior)
     loss = lambda * D + bpp                        # D = 255**2 * MSE, or a perceptual term (codec.distortion)
+         [+ grid_weight * grid]                    # a lattice fixed to the pixel grid (losses.grid), period 16
     Adam step on loss (gradient norm clipped at 1)
     [--alternate: one Adam step of the VMAF proxy towards true VMAF on (crops, the codec's outputs)]
 
@@ -68,6 +69,11 @@ class CodecTrainConfig(TrainConfig):
         proxy: the quality proxy for ``vmaf_proxy`` (a ``train proxy`` model, run folder or shipped name).
         alternate: train the proxy too, one step after every codec step (``vmaf_proxy`` only).
         proxy_lr: Adam learning rate of the proxy when ``alternate``.
+        grid_weight: weight of a penalty on patterns fixed to the pixel grid
+            (:func:`perceptlab.losses.grid.grid_loss` of the output against the crop, period ``grid_period``):
+            what a codec fooling its proxy prints (docs/experiments/perceptual_compression.md); 0 = off.
+        grid_period: the lattice's period in pixels (16: the synthesis transform's four stride-2 stages;
+            its phases hold the periods 2, 4 and 8 too).
         data: folders of training images (not searched recursively).
         steps: optimisation steps (the budget; may be raised when resuming).
         batch_size: crops per step.
@@ -93,6 +99,8 @@ class CodecTrainConfig(TrainConfig):
     proxy: str | None = None
     alternate: bool = False
     proxy_lr: float = 1e-4
+    grid_weight: float = 0.0
+    grid_period: int = 16
     data: list[str] = field(default_factory=list)
     steps: int = 20000
     batch_size: int = 8
@@ -122,6 +130,9 @@ class CodecTrainConfig(TrainConfig):
             raise ValueError("--alternate trains the VMAF proxy: it needs distortion vmaf_proxy")
         if not self.proxy_lr > 0:
             raise ValueError(f"proxy_lr must be positive, got {self.proxy_lr}")
+        if self.grid_weight < 0 or self.grid_period < 2:
+            raise ValueError(f"grid_weight must be non-negative and grid_period at least 2, got {self.grid_weight} "
+                             f"and {self.grid_period}")  # fmt: skip
         if self.proxy and not Path(self.proxy).exists():
             from perceptlab.codec.proxy import SHIPPED_PROXY
 
@@ -207,6 +218,7 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
     from perceptlab.codec.model import CodecModel
     from perceptlab.data import ImageCrops
     from perceptlab.io import list_images, read_image, write_image
+    from perceptlab.losses.grid import grid_loss
     from perceptlab.ops.resize import resize_longer_side
     from perceptlab.training import start_run, train_loop
 
@@ -243,6 +255,9 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
             proxy.eval().requires_grad_(False)  # the codec's step passes through the proxy, not into it
         result = trained(crops)
         terms = rate_distortion(result, crops, config.lambda_, distortion)
+        if config.grid_weight:
+            terms["grid"] = grid_loss(result["x_hat"], crops, config.grid_period)
+            terms["loss"] = terms["loss"] + config.grid_weight * terms["grid"]
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
