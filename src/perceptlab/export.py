@@ -24,6 +24,11 @@ What is exported is each network's function, not its PyTorch speed paths:
   Quantisation, the hyper-synthesis and the entropy coding stay in Python
   (:mod:`perceptlab.codec`): they run on integer tables so that the coder and
   the decoder agree bit for bit, which no float runtime promises.
+- **DeePSiM generators** (:mod:`perceptlab.nets.deepsim`): an autoencoder or
+  VAE as ``image`` (1, 3, h, w), sides multiples of its code's stride ->
+  ``reconstruction`` (the VAE's mean code decoded); an inverter with its
+  frozen comparator in the graph, ``image`` -> ``inverted`` (the image its
+  features keep), same size.
 
 Inputs are float32 NCHW RGB in [0, 1], batch 1; height and width are dynamic
 unless ``dynamic=False``. The exporter is ``torch.onnx.export(...,
@@ -64,7 +69,8 @@ INSTALL_HINT = 'pip install "perceptlab[onnx]"'
 # wide, a size torch.export would specialise).
 EXAMPLE_SIZE = (64, 64)
 # A training configuration's keys that rebuild its network (a model file's top-level metadata).
-_NET_SETTINGS = ("net", "scale", "upsample", "style", "norm", "padding", "arch", "N", "M")
+_NET_SETTINGS = ("net", "scale", "upsample", "style", "norm", "padding", "arch", "N", "M", "kind", "network", "layer",
+                 "bottleneck", "downsample", "width")
 # JohnsonStyleNet's two stride-2 convolutions: it pads its input to a multiple of this.
 _STYLE_STRIDE = 4
 
@@ -193,17 +199,58 @@ class _CodecSynthesis(nn.Module):
         return self.net.synthesis(y_hat)
 
 
+class _CoderGraph(nn.Module):
+    """A DeePSiM autoencoder's or VAE's reconstruction (the VAE's mean code), without the size checks."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder = net.encoder, net.decoder
+        self.bottleneck, self.vae = net.bottleneck, net.name == "vae"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(x)
+        return self.decoder(z[:, : self.bottleneck] if self.vae else z)
+
+
+class _InvertGraph(nn.Module):
+    """A comparator's layers up to the inverted one (frozen, float32, unfused), then the inverter's generator."""
+
+    def __init__(self, net: nn.Module):
+        from perceptlab.deepsim.train import build_comparator
+
+        super().__init__()
+        comparator = build_comparator(net.network, net.layer).float().to(memory_format=torch.contiguous_format)
+        self.normalize = comparator.normalize
+        self.comparator = nn.Sequential(*comparator.body.values())
+        for module in self.comparator:
+            if isinstance(module, nn.ReLU):
+                module.inplace = False
+        self.head, self.tail = net.head, net.tail
+        self.register_buffer("mean", comparator.mean, persistent=False)
+        self.register_buffer("std", comparator.std, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.head(self.comparator((x - self.mean) / self.std))
+        # To the image's size in every case (an identity where the generator already gives it).
+        return self.tail(F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False))
+
+
 def _kind(net: nn.Module) -> str:
     from perceptlab.nets.codec import BLS2017Net
+    from perceptlab.nets.deepsim import DeepSimInverter, _Coder
     from perceptlab.nets.style import JohnsonStyleNet
 
     if isinstance(net, JohnsonStyleNet):
         return "style"
     if isinstance(net, BLS2017Net):
         return "codec"
+    if isinstance(net, _Coder):
+        return "coder"
+    if isinstance(net, DeepSimInverter):
+        return "invert"
     if isinstance(getattr(net, "scale", None), int):
         return "sr"
-    raise TypeError(f"cannot export {type(net).__name__}: not a perceptlab SR, style or codec network "
+    raise TypeError(f"cannot export {type(net).__name__}: not a perceptlab SR, style, codec or DeePSiM network "
                     "(for a CodecModel pass its .net)")  # fmt: skip
 
 
@@ -214,7 +261,7 @@ def _kind(net: nn.Module) -> str:
 class _Graph:
     """One ONNX file to write: what is traced, on what example, with which names."""
 
-    part: str  # "sr", "style", "analysis", "synthesis"
+    part: str  # "sr", "style", "analysis", "synthesis", "reconstruct", "invert"
     module: nn.Module
     example: torch.Tensor
     input: str
@@ -230,6 +277,21 @@ def _graphs(kind: str, net: nn.Module, size: tuple[int, int] | None) -> list[_Gr
     plain = _for_export(net)
     height, width = size or ((2 * plain.stride,) * 2 if kind == "codec" else EXAMPLE_SIZE)
     image = torch.rand(1, 3, height, width)
+    if kind == "coder":
+        f = plain.downsample
+        if height % f or width % f:
+            raise ValueError(f"a {plain.name} takes sides that are multiples of {f}, got {height}x{width} "
+                             "(perceptlab reconstruct pads images to them)")  # fmt: skip
+        return [_Graph("reconstruct", _CoderGraph(plain), image, "image", ["reconstruction"], f,
+                       f"image: float32 (1, 3, h, w) RGB in [0, 1], h and w multiples of {f} -> reconstruction: "
+                       "float32 (1, 3, h, w) in (0, 1)")]  # fmt: skip
+    if kind == "invert":
+        from perceptlab.nets.deepsim import min_image_size
+
+        side = min_image_size(plain.network, plain.layer)
+        return [_Graph("invert", _InvertGraph(plain), image, "image", ["inverted"], side,
+                       f"image: float32 (1, 3, h, w) RGB in [0, 1], h, w >= {side} -> inverted: float32 (1, 3, h, w) "
+                       f"in (0, 1), from its {plain.network} {plain.layer} features")]  # fmt: skip
     if kind == "sr":
         s = plain.scale
         return [_Graph("sr", plain, image, "lr", ["sr"], 2,
@@ -341,12 +403,13 @@ def codec_paths(path: str | os.PathLike) -> dict[str, Path]:
 
 def export_onnx(net: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_OPSET, dynamic: bool = True,
                 size: tuple[int, int] | None = None, metadata: Mapping[str, str] | None = None) -> dict:  # fmt: skip
-    """Write ``net`` (one of perceptlab's SR, style or codec networks) as ONNX.
+    """Write ``net`` (one of perceptlab's SR, style, codec or DeePSiM networks) as ONNX.
 
     Args:
         net: an SR network (:func:`perceptlab.sr.models.load_sr_model`, :func:`perceptlab.nets.sr.build_sr_net`),
             a style network (:func:`perceptlab.style.models.load_style_model`) or a codec
-            network (a ``CodecModel``'s ``.net``); it is not changed.
+            network (a ``CodecModel``'s ``.net``) or a DeePSiM generator
+            (:func:`perceptlab.deepsim.load_deepsim_model`); it is not changed.
         path: the ``.onnx`` file; for a codec, ``FILE.onnx`` stands for the two files
             ``FILE.analysis.onnx`` and ``FILE.synthesis.onnx`` (:func:`codec_paths`).
         opset: the ONNX operator set (the exporter's own are 18 and up).
@@ -358,7 +421,7 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_OP
             (the inputs and outputs in words) are added, and ``codec_part`` for a codec.
 
     Returns:
-        ``{"kind": "sr" | "style" | "codec", "files": [path, ...], "opset", "dynamic",
+        ``{"kind": "sr" | "style" | "codec" | "coder" | "invert", "files": [path, ...], "opset", "dynamic",
         "input_size": [h, w] or None, "graphs": {path: {"input", "outputs", "signature"}},
         "metadata": {...}}``.
 
@@ -386,7 +449,7 @@ def export_onnx(net: nn.Module, path: str | os.PathLike, opset: int = DEFAULT_OP
         raise ValueError(f"size must be positive, got {size}")
     kind = _kind(net)
     graphs = _graphs(kind, net, size)
-    targets = codec_paths(path) if kind == "codec" else {kind: Path(path)}
+    targets = codec_paths(path) if kind == "codec" else {graphs[0].part: Path(path)}
     for target in targets.values():
         check_output_file(target)
     common = {**(metadata or {}), "perceptlab_version": __version__,

@@ -11,12 +11,14 @@ from perceptlab.export import DEFAULT_OPSET
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "export", help="export an SR, style or codec model to ONNX",
+        "export", help="export an SR, style, codec or DeePSiM model to ONNX",
         description="Write a model as ONNX, to run it with onnxruntime or another ONNX runtime: float32 RGB in "
                     "[0, 1], NCHW, batch 1. SR: lr (1, 3, h, w) -> sr (1, 3, s h, s w), not clamped. Style: image "
                     "-> stylized, the same size, in (0, 1). Codec: two files, FILE.analysis.onnx (image -> latent "
                     "y, and z for the hyperprior) and FILE.synthesis.onnx (quantised y -> image); quantisation and "
-                    "entropy coding stay in perceptlab. The model's metadata (task, net, scale or style, steps, "
+                    "entropy coding stay in perceptlab. DeePSiM: an autoencoder or VAE, image -> reconstruction "
+                    "(sides multiples of its code's stride); an inverter with its comparator, image -> inverted. "
+                    "The model's metadata (task, net, scale or style, steps, "
                     "configuration, the model card's summary) is stored in the file's metadata_props. Needs "
                     'pip install "perceptlab[onnx]".',
     )  # fmt: skip
@@ -49,14 +51,16 @@ def _size(text: str) -> tuple[int, int]:
 def load_model(spec: str):
     """``(network, metadata)`` for a shipped name, model file, checkpoint or run folder of any task."""
     from perceptlab.codec.models import load_codec_model, shipped_codec_models
+    from perceptlab.deepsim.models import load_deepsim_model, shipped_deepsim_models
     from perceptlab.export import model_metadata
     from perceptlab.sr.models import load_sr_model, shipped_sr_models
     from perceptlab.style.models import load_style_model, shipped_style_models
     from perceptlab.training import resolve_model_file
 
-    loaders = {"sr": load_sr_model, "style": load_style_model, "codec": lambda s: load_codec_model(s).net}
-    shipped = {**shipped_sr_models(), **shipped_style_models(), **shipped_codec_models()}
-    path = resolve_model_file(spec, shipped, "SR, style or codec")
+    loaders = {"sr": load_sr_model, "style": load_style_model, "codec": lambda s: load_codec_model(s).net,
+               "deepsim": load_deepsim_model}  # fmt: skip
+    shipped = {**shipped_sr_models(), **shipped_style_models(), **shipped_codec_models(), **shipped_deepsim_models()}
+    path = resolve_model_file(spec, shipped, "SR, style, codec or DeePSiM")
     metadata = model_metadata(path)
     task = metadata.get("task")
     if task in loaders:
@@ -64,7 +68,7 @@ def load_model(spec: str):
     if path.suffix != ".pt":
         raise ValueError(f"{path}: not a model written by perceptlab (its metadata names no task)")
     # A checkpoint says its task only through its configuration, which each loader recognises.
-    for task in ("style", "codec"):
+    for task in ("style", "codec", "deepsim"):
         try:
             net = loaders[task](str(path))
         except ValueError:
