@@ -179,7 +179,7 @@ def test_a_codec_of_a_fixed_size_takes_multiples_of_its_stride(tmp_path):
 
 
 @pytest.mark.parametrize("argv,expected", [
-    (["nope", "-o", "{tmp}/a.onnx"], "unknown SR, style or codec model 'nope'"),
+    (["nope", "-o", "{tmp}/a.onnx"], "unknown SR, style, codec or DeePSiM model 'nope'"),
     (["srcnn_x4_mse", "-o", "{tmp}/a.png"], "name the output FILE.onnx"),
     (["srcnn_x4_mse", "-o", "{tmp}/is_a_folder.onnx"], "is a folder, not a file"),
     (["srcnn_x4_mse", "-o", "{tmp}/a.onnx", "--opset", "99"], "opset must be between 7 and"),
