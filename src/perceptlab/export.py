@@ -216,10 +216,10 @@ class _InvertGraph(nn.Module):
     """A comparator's layers up to the inverted one (frozen, float32, unfused), then the inverter's generator."""
 
     def __init__(self, net: nn.Module):
-        from perceptlab.deepsim.train import build_comparator
+        from perceptlab.losses.perceptual import loss_network
 
         super().__init__()
-        comparator = build_comparator(net.network, net.layer).float().to(memory_format=torch.contiguous_format)
+        comparator = loss_network(net.network, (net.layer,), channels_last=False).float()
         self.normalize = comparator.normalize
         self.comparator = nn.Sequential(*comparator.body.values())
         for module in self.comparator:

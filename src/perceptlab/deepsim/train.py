@@ -122,10 +122,9 @@ class DeepSimTrainConfig(TrainConfig):
 
 def build_comparator(network: str, layer: str) -> torch.nn.Module:
     """The frozen feature network whose ``layer`` an inverter reads, with its ImageNet weights."""
-    from perceptlab.features import AlexNetFeatures, VGG16Features
+    from perceptlab.losses.perceptual import loss_network
 
-    net = AlexNetFeatures if network == "alexnet" else VGG16Features
-    return net((layer,))
+    return loss_network(network, (layer,))
 
 
 def save_deepsim_weights(path: str | Path, net: torch.nn.Module, config: DeepSimTrainConfig, extra: dict) -> None:
