@@ -192,6 +192,7 @@ def ship(name: str, runs: Path) -> None:
         f"content {losses['content']:.3g}, style {losses['style']:.3g}, tv {losses['tv']:.3g}",
         f"- recipe: `experiments/style_models/recipes/{name}.toml`; log: `experiments/style_models/logs/{name}.csv`; "
         f"reproduce with `python experiments/style_models/run.py --only {name}`",
+        f"- picture: `docs/style_gallery/style_{name}.jpg` (Kodak {GALLERY_PHOTO}, never trained on; README gallery)",
         "",
         "",
         *measured_lines(target, config),
