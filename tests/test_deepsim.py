@@ -181,7 +181,7 @@ def test_shipped_names_resolve_and_are_listed(images, tmp_path, capsys, monkeypa
     assert _train("invert", images, tmp_path / "inv", "--loss", "pixel:mse", "--layer", "relu2") == 0
     models = tmp_path / "models"
     models.mkdir()
-    name = "deepsim_invert_alexnet_relu5"
+    name = "deepsim_invert_alexnet_relu3"
     assert name in SHIPPED_DEEPSIM
     shutil.copyfile(tmp_path / "inv" / "model.safetensors", models / f"{name}.safetensors")
     (models / f"{name}.md").write_text(f"# {name}\n\nAn inverter of AlexNet features; trained by perceptlab.\n")

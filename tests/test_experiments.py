@@ -140,7 +140,13 @@ def test_deepsim_ablation_trains_evaluates_reports_and_ships_at_a_tiny_size(tmp_
     (tmp_path / "src" / "perceptlab" / "models").mkdir(parents=True)
     monkeypatch.setattr(sys, "argv", ["run.py", "--train-all"])
     assert experiment.main() == 0
-    assert all((tmp_path / "runs" / "deepsim_ablation" / n / "model.safetensors").is_file() for n in experiment.RUNS)
+    runs = tmp_path / "runs" / "deepsim_ablation"
+    assert all((runs / n / "model.safetensors").is_file() for n in experiment.RUNS + list(experiment.SHIP_RUNS))
+    # The shipped autoencoder went on from the ablation's run; the inverter started afresh, at relu3.
+    steps = {n: [int(line.split(",")[0]) for line in (runs / n / "metrics.csv").read_text().splitlines()[1:]]
+             for n in experiment.SHIP_RUNS}  # fmt: skip
+    assert steps["ship_autoencoder"][0] == 1 and steps["ship_autoencoder"][-1] == 6
+    assert steps["ship_invert_relu3"] == [1, 2, 3, 4] and "relu3" in (runs / "ship_invert_relu3" / "config.toml").read_text()
     monkeypatch.setattr(sys, "argv", ["run.py", "--ship"])
     assert experiment.main() == 0
     results = json.loads((tmp_path / "docs" / "deepsim_ablation.json").read_text())
@@ -150,15 +156,18 @@ def test_deepsim_ablation_trains_evaluates_reports_and_ships_at_a_tiny_size(tmp_
         assert set(entry["mean"]) == set(experiment.METRICS)
     report = (tmp_path / "docs" / "deepsim_ablation.md").read_text()
     # Every run is a row; every point is answered (holds or not) for both networks, from the numbers.
-    assert report.count("| autoencoder |") == 4 and report.count("| invert |") == 4
+    rows = report.splitlines()
+    assert sum(r.startswith("| autoencoder |") for r in rows) == 4 and sum(r.startswith("| invert |") for r in rows) == 4
+    assert "| `deepsim_autoencoder` | autoencoder | 6 |" in report and "| `deepsim_invert_alexnet_relu3` |" in report
     assert report.count("*: holds") + report.count("*: does not hold") == 6 and "More steps." in report
-    assert (tmp_path / "docs" / "deepsim_ablation_autoencoder.jpg").is_file()
+    assert all((tmp_path / "docs" / f"deepsim_{n}.jpg").is_file() for n in ("ablation_autoencoder", "shipped"))
     shipped = tmp_path / "src" / "perceptlab" / "models"
     assert {p.name for p in shipped.iterdir()} == {
         "deepsim_autoencoder.safetensors", "deepsim_autoencoder.md",
-        "deepsim_invert_alexnet_relu5.safetensors", "deepsim_invert_alexnet_relu5.md"}  # fmt: skip
+        "deepsim_invert_alexnet_relu3.safetensors", "deepsim_invert_alexnet_relu3.md"}  # fmt: skip
     card = (shipped / "deepsim_autoencoder.md").read_text()
-    assert "PSNR" in card and "steps: 2" in card and (tmp_path / "logs" / "autoencoder_all.csv").is_file()
+    assert "PSNR" in card and "steps: 6" in card and (tmp_path / "logs" / "ship_autoencoder.csv").is_file()
+    assert "AlexNet's relu3" in (shipped / "deepsim_invert_alexnet_relu3.md").read_text()
 
 
 def test_perceptual_compression_table_is_the_per_image_bd_rate_against_our_mse_codec():

@@ -3,7 +3,8 @@
     python experiments/deepsim_ablation/run.py --train autoencoder_image   # one run (resuming)
     python experiments/deepsim_ablation/run.py --train-all                 # all eight, in the order of RUNS
     python experiments/deepsim_ablation/run.py                             # evaluate on Kodak, write the report
-    python experiments/deepsim_ablation/run.py --ship                      # also ship the all-terms models
+    python experiments/deepsim_ablation/run.py --train ship_invert_relu3   # a model to ship (SHIP_RUNS)
+    python experiments/deepsim_ablation/run.py --ship                      # also evaluate and ship SHIP_RUNS
 
 Dosovitskiy and Brox (2016) make three points about ``λ_feat·L_feat + λ_adv·L_adv + λ_img·L_img``:
 the image loss alone over-smooths, the feature loss alone gives bad images (features are contractive:
@@ -60,10 +61,20 @@ COMMON = {"data": TRAIN_DATA, "width": 32, "crop": 96, "batch_size": 8, "steps":
           "d_channels": 32, "val_data": str(DATA / "Set5" / "HR_original"), "sample_every": 250, "ckpt_every": 50,
           "log_every": 10, "seed": 0, "threads": 1}  # fmt: skip
 RUNS = [f"{net}_{loss}" for net in NETS for loss in LOSSES]
-# --train-all trains the two models to ship first, then the ablation's other points.
-TRAIN_ORDER = sorted(RUNS, key=lambda name: (not name.endswith("_all"), RUNS.index(name)))
 METRICS = ("psnr", "ssim", "lpips", "dists", "detail")
-SHIP = {"autoencoder_all": "deepsim_autoencoder", "invert_all": "deepsim_invert_alexnet_relu5"}
+# The shipped models: an ablation recipe with more steps (a multiple of the ablation's budget) and its
+# changes. The autoencoder goes on from the ablation's all-terms run (copied, then resumed). The ablation's
+# relu5 inverter keeps too little of a whole photo to recognise the subject at this budget, so the shipped
+# inverter reads a mid layer, relu3 (384 channels at 1/16 of the side, before the last two convolutions),
+# with the same loss and weights, trained from scratch.
+SHIP_RUNS = {
+    "ship_autoencoder": {"base": "autoencoder_all", "times": 3, "changes": {}, "resume": True},
+    "ship_invert_relu3": {"base": "invert_all", "times": 2, "changes": {"layer": "relu3"}, "resume": False},
+}
+SHIP = {"ship_autoencoder": "deepsim_autoencoder", "ship_invert_relu3": "deepsim_invert_alexnet_relu3"}
+# --train-all: the ablation's all-terms runs first (the shipped autoencoder goes on from one), the other
+# points, then the shipped models.
+TRAIN_ORDER = sorted(RUNS, key=lambda name: (not name.endswith("_all"), RUNS.index(name))) + list(SHIP_RUNS)
 FIGURE_IMAGES = ("kodim05", "kodim15", "kodim23")
 
 
@@ -72,6 +83,10 @@ def runs_root() -> Path:
 
 
 def recipe(name: str) -> dict:
+    if name in SHIP_RUNS:
+        run = SHIP_RUNS[name]
+        values = recipe(run["base"]) | run["changes"]
+        return values | {"steps": values["steps"] * run["times"]}
     net, loss = name.split("_", 1)
     return COMMON | NETS[net] | {"losses": LOSSES[loss]}
 
@@ -79,6 +94,11 @@ def recipe(name: str) -> dict:
 def train(name: str) -> None:
     from perceptlab.deepsim import DeepSimTrainConfig, train_deepsim
 
+    start = SHIP_RUNS[name]["base"] if SHIP_RUNS.get(name, {}).get("resume") else None
+    if start and not (runs_root() / name).exists():
+        if not (runs_root() / start / "checkpoint.pt").is_file():
+            raise SystemExit(f"{name} goes on from {start}: train that first (--train {start})")
+        shutil.copytree(runs_root() / start, runs_root() / name, ignore=shutil.ignore_patterns("eval.json"))
     summary = train_deepsim(DeepSimTrainConfig.from_dict(recipe(name)), runs_root() / name, progress=sys.stderr.isatty())
     print(f"{name}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min", file=sys.stderr)
 
@@ -123,19 +143,18 @@ def evaluate(name: str, photos: list[tuple[str, torch.Tensor]]) -> dict | None:
     return entry
 
 
-def figure(net: str, results: dict, photos: list[tuple[str, torch.Tensor]], path: Path) -> None:
-    """Crops of three photos, enlarged 2x: the four losses, then the photo."""
+def figure(columns: dict[str, str], photos: list[tuple[str, torch.Tensor]], path: Path) -> None:
+    """Crops of three photos, enlarged 2x: one column per run (``columns``: label -> run name), then the photo."""
     from perceptlab.deepsim import load_deepsim_model
     from perceptlab.io import save_image
     from perceptlab.plot import crop_sheet
 
-    names = [f"{net}_{loss}" for loss in LOSSES if f"{net}_{loss}" in results]
-    models = {n: load_deepsim_model(str(runs_root() / n / "model.safetensors")) for n in names}
+    models = {label: load_deepsim_model(str(runs_root() / n / "model.safetensors")) for label, n in columns.items()}
     rows = []
     with torch.no_grad():
         for stem, x in photos:
             if stem in FIGURE_IMAGES:
-                rows.append((stem, {n.split("_", 1)[1]: output(models[n], x) for n in names} | {"photo": x}))
+                rows.append((stem, {label: output(net, x) for label, net in models.items()} | {"photo": x}))
     save_image(crop_sheet(rows, crop=160, zoom=2), path)
 
 
@@ -179,8 +198,11 @@ def write_report(results: dict, photos: list[tuple[str, torch.Tensor]]) -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / "deepsim_ablation.json").write_text(json.dumps(results, indent=2) + "\n")
     for net in NETS:
-        if any(n.startswith(net) for n in results["runs"]):
-            figure(net, results["runs"], photos, DOCS / f"deepsim_ablation_{net}.jpg")
+        columns = {loss: f"{net}_{loss}" for loss in LOSSES if f"{net}_{loss}" in results["runs"]}
+        if columns:
+            figure(columns, photos, DOCS / f"deepsim_ablation_{net}.jpg")
+    if results.get("shipped"):
+        figure({SHIP[n]: n for n in results["shipped"]}, photos, DOCS / "deepsim_shipped.jpg")
     lines = [
         "# DeePSiM: what each of the three loss terms does",
         "",
@@ -223,20 +245,37 @@ def write_report(results: dict, photos: list[tuple[str, torch.Tensor]]) -> None:
             lines += [f"![{net}](deepsim_ablation_{net}.jpg)", "",
                       f"*{net}: crops of Kodak {', '.join(FIGURE_IMAGES)} (160 px, enlarged 2x): the four losses "
                       "(image, feature, feature + adversarial, all three), then the photo.*", ""]  # fmt: skip
-    lines += ["## The three points in our runs", "", *verdicts(results["runs"]), "",
-              "## What a larger budget would change", "", *(HERE / "notes.md").read_text().split("\n## Budget\n")[-1].strip().splitlines(), ""]  # fmt: skip
+    lines += ["## The three points in our runs", "", *verdicts(results["runs"]), ""]
+    if results.get("shipped"):
+        lines += ["## The shipped models", "",
+                  "The all-terms recipe with a larger budget: the autoencoder goes on from the ablation's run to "
+                  f"{SHIP_RUNS['ship_autoencoder']['times']}x its steps; the relu5 inverter keeps too little of a whole "
+                  "photo to recognise its subject at this budget (the crops above), so the shipped inverter reads "
+                  "AlexNet's relu3 (384 channels at 1/16 of the side), with the same loss, trained "
+                  f"{SHIP_RUNS['ship_invert_relu3']['times']}x the ablation's steps.", "",
+                  "| model | network | steps | train min | PSNR | SSIM | LPIPS | DISTS | detail |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for name, entry in results["shipped"].items():
+            values, m = recipe(name), entry["mean"]
+            what = "autoencoder" if values["kind"] == "autoencoder" else f"inverter of {values['network']} {values['layer']}"
+            lines.append(f"| `{SHIP[name]}` | {what} | {entry['steps']} | {entry['train_minutes']} | {m['psnr']:.2f} "
+                         f"| {m['ssim']:.4f} | {m['lpips']:.3f} | {m['dists']:.3f} | {m['detail']:.2f} |")  # fmt: skip
+        lines += ["", "![shipped](deepsim_shipped.jpg)", "",
+                  f"*Crops of Kodak {', '.join(FIGURE_IMAGES)} (160 px, enlarged 2x): "
+                  + ", ".join(SHIP[n] for n in results["shipped"]) + ", then the photo.*", ""]
+    lines += ["## What a larger budget would change", "", *(HERE / "notes.md").read_text().split("\n## Budget\n")[-1].strip().splitlines(), ""]  # fmt: skip
     (DOCS / "deepsim_ablation.md").write_text("\n".join(lines) + "\n")
 
 
 def model_card(shipped: str, name: str, entry: dict, hardware: str) -> str:
     values = recipe(name)
     net = values["kind"]
-    use = ("`perceptlab reconstruct photo.png -o out.png --model deepsim_autoencoder`" if net == "autoencoder"
-           else "`perceptlab invert photo.png -o out.png --model deepsim_invert_alexnet_relu5`")  # fmt: skip
-    what = ("An autoencoder (code of 16 channels at 1/8 of the side) trained with DeePSiM's three terms"
-            if net == "autoencoder" else
-            "An inverter of AlexNet's relu5 features (the image a network's features keep) trained with DeePSiM's "
-            "three terms")  # fmt: skip
+    use = (f"`perceptlab reconstruct photo.png -o out.png --model {shipped}`" if net == "autoencoder"
+           else f"`perceptlab invert photo.png -o out.png --model {shipped}`")  # fmt: skip
+    what = (f"An autoencoder (code of {values['bottleneck']} channels at 1/{values['downsample']} of the side) "
+            "trained with DeePSiM's three terms" if net == "autoencoder" else
+            f"An inverter of AlexNet's {values['layer']} features (the image a network's features keep) trained with "
+            "DeePSiM's three terms")  # fmt: skip
     m = entry["mean"]
     return "\n".join([
         f"# {shipped}", "",
@@ -244,7 +283,8 @@ def model_card(shipped: str, name: str, entry: dict, hardware: str) -> str:
         "",
         f"- use: {use}",
         f"- losses: {', '.join(values['losses'])}",
-        "- training data: T91 + BSD200 + BSDS500_test200, random 96 px crops, flips and 90-degree rotations",
+        f"- training data: T91 + BSD200 + BSDS500_test200, random {values['crop']} px crops, flips and 90-degree "
+        "rotations",
         f"- optimiser: Adam lr {values['lr']} (betas 0.5, 0.999), batch {values['batch_size']}, seed {values['seed']}; "
         f"discriminator: PatchGAN, {values['d_channels']} channels, Adam lr {values['d_lr']}",
         f"- steps: {entry['steps']}; training wall time: {entry['train_minutes']} min",
@@ -252,12 +292,12 @@ def model_card(shipped: str, name: str, entry: dict, hardware: str) -> str:
         f"wall time is an upper bound); evaluated on {hardware}",
         f"- Kodak (24 photos, whole): PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, LPIPS {m['lpips']:.3f}, "
         f"DISTS {m['dists']:.3f}, detail ratio {m['detail']:.2f}",
-        f"- picture: docs/experiments/deepsim_ablation_{net}.jpg (the column 'all')",
+        f"- picture: docs/experiments/deepsim_shipped.jpg (the column `{shipped}`: crops of Kodak photos)",
         f"- recipe: `experiments/deepsim_ablation/run.py` (run `{name}`); log: "
         f"`experiments/deepsim_ablation/logs/{name}.csv`; reproduce with "
         f"`python experiments/deepsim_ablation/run.py --train {name}`",
         "",
-        f"Trained on a CPU for {entry['steps']} steps at 96 px: a demonstration of the method, far from the paper's "
+        f"Trained on a CPU for {entry['steps']} steps at {values['crop']} px: a demonstration of the method, far from the paper's "
         "budget (docs/experiments/deepsim_ablation.md says what that changes).",
     ]) + "\n"  # fmt: skip
 
@@ -266,12 +306,13 @@ def ship(results: dict) -> None:
     target = ROOT / "src" / "perceptlab" / "models"
     (HERE / "logs").mkdir(exist_ok=True)
     for name, shipped in SHIP.items():
-        if name not in results["runs"]:
-            print(f"not shipping {shipped}: {name} is not trained and evaluated", file=sys.stderr)
+        entry = results.get("shipped", {}).get(name)
+        if entry is None or entry["steps"] < recipe(name)["steps"]:
+            print(f"not shipping {shipped}: {name} has not finished its {recipe(name)['steps']} steps", file=sys.stderr)
             continue
         shutil.copyfile(runs_root() / name / "model.safetensors", target / f"{shipped}.safetensors")
         shutil.copyfile(runs_root() / name / "metrics.csv", HERE / "logs" / f"{name}.csv")
-        (target / f"{shipped}.md").write_text(model_card(shipped, name, results["runs"][name], results["hardware"]))
+        (target / f"{shipped}.md").write_text(model_card(shipped, name, entry, results["hardware"]))
         print(f"shipped {shipped}", file=sys.stderr)
 
 
@@ -279,9 +320,9 @@ def main() -> int:
     from perceptlab.report import machine
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", choices=RUNS, help="train (or resume) one run")
+    parser.add_argument("--train", choices=RUNS + list(SHIP_RUNS), help="train (or resume) one run")
     parser.add_argument("--train-all", action="store_true", help="train (or resume) every run in turn")
-    parser.add_argument("--ship", action="store_true", help="after the report, ship the all-terms models")
+    parser.add_argument("--ship", action="store_true", help="after the report, ship the finished SHIP_RUNS")
     args = parser.parse_args()
     os.chdir(ROOT)
     if args.train or args.train_all:
@@ -294,6 +335,8 @@ def main() -> int:
         entry = evaluate(name, photos)
         if entry is not None:
             results["runs"][name] = entry
+    shipped = {name: evaluate(name, photos) for name in SHIP_RUNS}
+    results["shipped"] = {name: entry for name, entry in shipped.items() if entry is not None}
     write_report(results, photos)
     if args.ship:
         ship(results)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from perceptlab.deepsim.train import DeepSimTrainConfig, build_comparator
 
 # Trained by experiments/deepsim_ablation (all three loss terms), with model cards beside the weights.
-SHIPPED_DEEPSIM = ("deepsim_autoencoder", "deepsim_invert_alexnet_relu5")
+SHIPPED_DEEPSIM = ("deepsim_autoencoder", "deepsim_invert_alexnet_relu3")
 
 
 def shipped_deepsim_models() -> dict[str, Path]:
