@@ -192,6 +192,14 @@ def verdicts(results: dict) -> list[str]:
     return lines
 
 
+def note_section(title: str) -> list[str]:
+    """The lines of the section ``## title`` of notes.md (empty if it has none)."""
+    text = "\n" + (HERE / "notes.md").read_text()
+    if f"\n## {title}\n" not in text:
+        return []
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0].strip().splitlines()
+
+
 def write_report(results: dict, photos: list[tuple[str, torch.Tensor]]) -> None:
     from perceptlab.report import machine
 
@@ -263,7 +271,10 @@ def write_report(results: dict, photos: list[tuple[str, torch.Tensor]]) -> None:
         lines += ["", "![shipped](deepsim_shipped.jpg)", "",
                   f"*Crops of Kodak {', '.join(FIGURE_IMAGES)} (160 px, enlarged 2x): "
                   + ", ".join(SHIP[n] for n in results["shipped"]) + ", then the photo.*", ""]
-    lines += ["## What a larger budget would change", "", *(HERE / "notes.md").read_text().split("\n## Budget\n")[-1].strip().splitlines(), ""]  # fmt: skip
+    seen = note_section("What the crops show")
+    if seen:
+        lines += ["## What the crops show (by eye)", "", *seen, ""]
+    lines += ["## What a larger budget would change", "", *note_section("Budget"), ""]
     (DOCS / "deepsim_ablation.md").write_text("\n".join(lines) + "\n")
 
 
