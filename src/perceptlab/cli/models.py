@@ -43,8 +43,10 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
-    for r in rows:
-        what = f"x{r['scale']}" if "scale" in r else r.get("style", r.get("kind", ""))
+    whats = [f"x{r['scale']}" if "scale" in r else r.get("style", r.get("kind", "")) for r in rows]
+    name_width, what_width = (max([22, *(len(v) for v in values)]) for values in ([r["name"] for r in rows], whats))
+    for r, what in zip(rows, whats):
         mark = " (default)" if r["default"] else ""
-        print(f"{r['name']:22s} {r['task']:7s} {what:22s} {r['size_bytes'] / 1e6:5.1f} MB  {r['summary']}{mark}")
+        print(f"{r['name']:{name_width}s} {r['task']:7s} {what:{what_width}s} {r['size_bytes'] / 1e6:5.1f} MB  "
+              f"{r['summary']}{mark}")
     return 0
