@@ -83,14 +83,16 @@ def test_models_command_lists_every_shipped_model_with_task_size_and_summary(cap
 
     from perceptlab.cli import main
     from perceptlab.sr.models import DEFAULT_SR_MODEL, shipped_sr_models
+    from perceptlab.deepsim.models import shipped_deepsim_models
     from perceptlab.style.models import shipped_style_models
 
     assert main(["models", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in rows] == [*shipped_sr_models(), *shipped_style_models()]
+    assert [r["name"] for r in rows] == [*shipped_sr_models(), *shipped_style_models(), *shipped_deepsim_models()]
     for r in rows:
-        assert r["task"] in ("sr", "style") and r["size_bytes"] > 10_000 and len(r["summary"]) > 20
+        assert r["task"] in ("sr", "style", "deepsim") and r["size_bytes"] > 10_000 and len(r["summary"]) > 20
         assert ("scale" in r) == (r["task"] == "sr") and ("style" in r) == (r["task"] == "style")
+        assert ("kind" in r) == (r["task"] == "deepsim")
     assert [r["name"] for r in rows if r["default"]] == [DEFAULT_SR_MODEL]
     assert main(["models", "--task", "style"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -99,3 +101,28 @@ def test_models_command_lists_every_shipped_model_with_task_size_and_summary(cap
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "perceptlab models --task" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("name", ["deepsim_autoencoder", "deepsim_invert_alexnet_relu3"])
+def test_every_shipped_deepsim_model_has_a_card_and_works_on_photos_it_never_saw(name):
+    # The autoencoder keeps the photo; the inverter's image, from AlexNet features alone, is nearer its own
+    # photo than the other one (it shows what the features keep).
+    from conftest import load_rgb, shared_dir
+    from perceptlab.deepsim import SHIPPED_DEEPSIM, invert, load_deepsim_model, reconstruct
+    from perceptlab.metrics import psnr
+
+    assert name in SHIPPED_DEEPSIM
+    card = (MODELS_DIR / f"{name}.md").read_text()
+    for fact in ("losses:", "training data:", "steps:", "wall time", "hardware:", "PSNR", "LPIPS", "picture:"):
+        assert fact in card, f"model card of {name} lacks {fact!r}"
+    net = load_deepsim_model(name)
+    run = reconstruct if net.name == "autoencoder" else invert
+    photos = [load_rgb(shared_dir("kodak") / f"{k}.png")[..., 128:320, 256:448] for k in ("kodim20", "kodim23")]
+    with torch.no_grad():
+        outs = [run(net, x).clamp(0, 1) for x in photos]
+    for i, (x, y) in enumerate(zip(photos, outs)):
+        assert y.shape == x.shape
+        own, other = float(psnr(y, x)), float(psnr(y, photos[1 - i]))
+        assert own >= other + 3, (name, own, other)
+        if net.name == "autoencoder":
+            assert own >= 20, own

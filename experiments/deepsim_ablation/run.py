@@ -1,7 +1,7 @@
 """Why each DeePSiM term is there: one autoencoder and one AlexNet inverter trained with four losses (issue 18).
 
     python experiments/deepsim_ablation/run.py --train autoencoder_image   # one run (resuming)
-    python experiments/deepsim_ablation/run.py --train-all                 # all eight, in the order of RUNS
+    python experiments/deepsim_ablation/run.py --train-all                 # the eight of RUNS, then SHIP_RUNS
     python experiments/deepsim_ablation/run.py                             # evaluate on Kodak, write the report
     python experiments/deepsim_ablation/run.py --train ship_invert_relu3   # a model to ship (SHIP_RUNS)
     python experiments/deepsim_ablation/run.py --ship                      # also evaluate and ship SHIP_RUNS
