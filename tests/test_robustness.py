@@ -316,10 +316,16 @@ def test_a_bad_file_in_a_folder_stops_or_is_skipped_with_keep_going(files, capsy
 # ---------------------------------------------------------------- interrupts, in a real process
 
 
+def _default_sigint() -> None:
+    # A shell's background job starts with SIGINT ignored, and Python keeps an ignored SIGINT: the
+    # command under test gets the default, as a user's terminal gives it, however pytest was started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*argv, **kwargs) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-m", "perceptlab", *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_sigint, **kwargs)  # fmt: skip
 
 
 def _wait_for(condition, timeout=120.0, proc: subprocess.Popen | None = None) -> None:
