@@ -214,3 +214,19 @@ def test_style_gallery_shows_every_shipped_style_in_the_readme(tmp_path):
     experiment.gallery(photo, tmp_path / "docs" / "g", readme)
     assert readme.read_text() == text and text.count(experiment.GALLERY_BEGIN) == 1
     assert text.index("```\n") < text.index(experiment.GALLERY_BEGIN) < text.index("Text after.")
+
+
+def test_every_sr_default_recipe_is_a_valid_training_config_at_its_named_scale():
+    from perceptlab.sr.train import SRTrainConfig
+
+    experiment = _load("sr_default")
+    for name, start in experiment.STARTS_FROM.items():
+        values = experiment.recipe(name)
+        scale = int(name.split("_x", 1)[1].split("_", 1)[0])
+        assert values["scale"] == scale and values["hr_crop"] % scale == 0, name
+        assert (start is None) == ("init" not in values), name
+        if start:
+            assert experiment.recipe(start)["scale"] == scale and values["init"].endswith(f"{start}/model.safetensors")
+        if "grid" in " ".join(values["losses"]) and scale == 8:
+            assert "grid:8*1000" in values["losses"], name  # the lattice of three sub-pixel stages
+        SRTrainConfig.from_dict(values)
