@@ -11,7 +11,7 @@ from PIL import Image
 
 from perceptlab.io import ImageError
 from perceptlab.ops import imresize
-from perceptlab.sr import BenchmarkImage, benchmark_lr, load_benchmark, sr_metrics
+from perceptlab.sr import BenchmarkImage, benchmark_lr, load_benchmark, make_benchmark, sr_metrics
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -201,3 +201,41 @@ def test_benchmark_lr_errors():
         benchmark_lr(torch.rand(1, 3, 30, 32), 4)
     with pytest.raises(ValueError, match="positive int"):
         benchmark_lr(torch.rand(1, 3, 32, 32), 1.5)
+
+
+@pytest.mark.parametrize(("name", "scale"), [("Set5", 4), ("Set14", 3)])
+def test_make_benchmark_gives_the_released_files_pixel_for_pixel(name, scale, tmp_path):
+    # From the original photos: every HR and LR file of the release, in value and in mode (Set14's bridge
+    # is a single-channel file), and the release's numbering.
+    root = benchmark_root(name)
+    folder = make_benchmark(root / "HR_original", scale, tmp_path / name)
+    released = sorted((root / f"image_SRF_{scale}").glob("*.png"))
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in released]
+    for path in released:
+        with Image.open(path) as want, Image.open(folder / path.name) as got:
+            assert got.mode == want.mode and np.array_equal(np.asarray(got), np.asarray(want)), path.name
+    assert [it.name for it in load_benchmark(tmp_path / name, scale)] == [it.name for it in load_benchmark(root, scale)]
+
+
+def test_make_benchmark_makes_a_new_scale_that_load_benchmark_reads_and_refuses_bad_input(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (70, 53, 3), dtype=np.uint8)).save(photos / "b.png")
+    Image.fromarray(rng.integers(0, 256, (40, 33), dtype=np.uint8)).save(photos / "a.png")
+    folder = make_benchmark(photos, 8, tmp_path / "bench")
+    items = load_benchmark(tmp_path / "bench", 8)
+    assert [it.name for it in items] == ["a", "b"] and [it.is_gray for it in items] == [True, False]
+    assert items[1].hr.shape == (1, 3, 64, 48) and items[1].lr.shape == (1, 3, 8, 6)
+    with Image.open(photos / "b.png") as photo:  # the top-left crop, untouched
+        assert np.array_equal(np.asarray(Image.open(folder / "img_002_SRF_8_HR.png")), np.asarray(photo)[:64, :48])
+    assert torch.equal(items[1].lr, benchmark_lr(items[1].hr, 8))
+    with pytest.raises(FileExistsError):
+        make_benchmark(photos, 8, tmp_path / "bench")
+    make_benchmark(photos, 4, tmp_path / "bench")  # another scale beside it, the same name map
+    Image.new("RGBA", (16, 16)).save(photos / "c.png")
+    with pytest.raises(ImageError, match="mode RGBA"):
+        make_benchmark(photos, 2, tmp_path / "other")
+    assert not (tmp_path / "other" / "image_SRF_2").exists() and not list((tmp_path / "other").glob(".image_SRF_*"))
+    with pytest.raises(ImageError, match="names other photos"):
+        make_benchmark(photos, 2, tmp_path / "bench")

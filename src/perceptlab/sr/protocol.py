@@ -188,6 +188,71 @@ def benchmark_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
     return (x / 255.0).to(hr.dtype)
 
 
+def make_benchmark(hr_folder: str | os.PathLike, scale: int, out: str | os.PathLike) -> Path:
+    """Write the HR photos of ``hr_folder`` as a benchmark at ``scale``, in the layout :func:`load_benchmark` reads.
+
+    The SelfExSR release's recipe: the photos in name order become ``img_001``, ``img_002``, ...; each HR
+    file is the photo's top-left crop to a multiple of ``scale``, each LR file :func:`benchmark_lr` of it,
+    and ``out/NAME_MAP.tsv`` maps the numbers to the names. From Set5's and Set14's original photos this
+    gives their released ``image_SRF_2/3/4`` files pixel for pixel; use it for scales the releases lack
+    (x8) or for new sets. Grayscale photos stay single-channel files (the protocol's ``is_gray``).
+
+    Args:
+        hr_folder: a folder of 8-bit RGB or grayscale photos.
+        scale: the reduction factor, a positive int.
+        out: the benchmark folder; ``out/image_SRF_{scale}`` must not exist yet.
+
+    Returns:
+        The ``image_SRF_{scale}`` folder, written whole (into a temporary folder first, then renamed).
+
+    Raises:
+        ImageError: no photos, a photo that is not 8-bit RGB or grayscale, smaller than ``scale``, or a
+            ``NAME_MAP.tsv`` in ``out`` that names other photos.
+        FileExistsError: ``out/image_SRF_{scale}`` exists.
+    """
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    check_scale(scale)
+    photos = list_images(hr_folder)
+    if not photos:
+        raise ImageError(hr_folder, "no images")
+    out = Path(out)
+    folder = out / f"image_SRF_{scale}"
+    if folder.exists():
+        raise FileExistsError(f"{folder} exists")
+    names = {f"img_{i:03d}": p.name for i, p in enumerate(photos, 1)}
+    if (out / NAME_MAP).is_file() and _read_name_map(out / NAME_MAP) != {k: Path(v).stem for k, v in names.items()}:
+        raise ImageError(out / NAME_MAP, f"names other photos than {hr_folder}")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=out))
+    try:
+        for key, name in names.items():
+            with Image.open(Path(hr_folder) / name) as image:
+                if image.mode not in ("L", "RGB"):
+                    raise ImageError(image.filename, f"mode {image.mode}, not 8-bit RGB or grayscale")
+                array = np.array(image)
+            h, w = (side - side % scale for side in array.shape[:2])
+            if not h or not w:
+                raise ImageError(Path(hr_folder) / name, f"{array.shape[1]}x{array.shape[0]} is smaller than the scale {scale}")
+            hr = array[:h, :w]
+            planes = torch.from_numpy(np.ascontiguousarray(hr.reshape(h, w, -1))).permute(2, 0, 1)[None].double()
+            lr = (benchmark_lr(planes / 255.0, scale) * 255.0).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+            mode = "L" if hr.ndim == 2 else "RGB"
+            Image.fromarray(hr, mode).save(tmp / f"{key}_SRF_{scale}_HR.png")
+            Image.fromarray(lr[..., 0] if mode == "L" else lr, mode).save(tmp / f"{key}_SRF_{scale}_LR.png")
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not (out / NAME_MAP).is_file():
+        from perceptlab._files import atomic_write_text
+
+        atomic_write_text(out / NAME_MAP, "".join(f"{k}\t{v}\n" for k, v in names.items()))
+    return folder
+
+
 def sr_metrics(sr: torch.Tensor, hr: torch.Tensor, scale: int, is_gray: bool = False) -> dict[str, float]:
     """PSNR-Y and SSIM-Y of super-resolved images, exactly as SR papers report them.
 
