@@ -230,3 +230,33 @@ def test_every_sr_default_recipe_is_a_valid_training_config_at_its_named_scale()
         if "grid" in " ".join(values["losses"]) and scale == 8:
             assert "grid:8*1000" in values["losses"], name  # the lattice of three sub-pixel stages
         SRTrainConfig.from_dict(values)
+
+
+def test_compression_ships_an_architecture_only_when_every_rate_point_is_finished_from_the_current_base(
+        tmp_path, monkeypatch):  # fmt: skip
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    experiment = _load("compression")
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path))
+
+    def model(name: str, steps: int, mtime: float) -> None:
+        path = tmp_path / "compression" / name / "model.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"w": torch.zeros(1)}, str(path), metadata={"steps": str(steps)})
+        os.utime(path, (mtime, mtime))
+
+    arch, base = "hyperprior", experiment.BASE_POINT
+    others = [q for q in experiment.LAMBDAS if q != base]
+    assert experiment.finished(arch) == (False, f"{arch}_{base} is not trained")
+    model(f"{arch}_{base}", experiment.BASE_STEPS - 1, 2000)
+    for q in others:
+        model(f"{arch}_{q}", experiment.FINE_STEPS, 1000)  # fine-tuned from an earlier, shorter base
+    assert "has 29999 of its 30000 steps" in experiment.finished(arch)[1]
+    model(f"{arch}_{base}", experiment.BASE_STEPS, 2000)
+    assert "fine-tuned from an earlier" in experiment.finished(arch)[1]
+    for q in others:
+        model(f"{arch}_{q}", experiment.FINE_STEPS, 3000)
+    assert experiment.finished(arch) == (True, "")

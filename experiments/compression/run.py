@@ -88,6 +88,25 @@ def trained() -> dict[str, list[Path]]:
     return out
 
 
+def finished(arch: str) -> tuple[bool, str]:
+    """Has ``arch`` every rate point of the current recipe: the base at its full steps, each other point
+    fine-tuned to its steps from that base (after it was finished)? And if not, why not."""
+    from perceptlab.training import load_model_file
+
+    base = runs_root() / f"{arch}_{BASE_POINT}" / "model.safetensors"
+    for q in [BASE_POINT, *(q for q in LAMBDAS if q != BASE_POINT)]:  # the base first
+        name = f"{arch}_{q}"
+        weights = runs_root() / name / "model.safetensors"
+        if not weights.is_file():
+            return False, f"{name} is not trained"
+        steps = int(load_model_file(weights)[1].get("steps", 0))
+        if steps < recipe(name)["steps"]:
+            return False, f"{name} has {steps} of its {recipe(name)['steps']} steps"
+        if q != BASE_POINT and weights.stat().st_mtime < base.stat().st_mtime:
+            return False, f"{name} was fine-tuned from an earlier {arch}_{BASE_POINT}"
+    return True, ""
+
+
 def evaluate(limit: int | None) -> dict:
     from perceptlab.codec.evaluate import evaluate_codecs, load_learned
 
@@ -242,7 +261,11 @@ def main() -> int:
                                                       indent=1, default=str) + "\n")  # fmt: skip
     print(f"wrote {DOCS / 'compression.md'}", file=sys.stderr)
     if args.ship:
-        for paths in trained().values():
+        for arch, paths in trained().items():
+            ready, why = finished(arch)
+            if not ready:
+                print(f"not shipping {arch}: {why}", file=sys.stderr)
+                continue
             for path in paths:
                 name = path.parent.name
                 shutil.copyfile(path, MODELS_DIR / f"codec_{name}.safetensors")
