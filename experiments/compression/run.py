@@ -5,6 +5,8 @@
     python experiments/compression/run.py                        # evaluate what is trained, write the report
     python experiments/compression/run.py --ship                 # ... and copy the finished models into the package
     python experiments/compression/run.py --saved                # the report again from the last evaluation
+    python experiments/compression/run.py --reuse-standard       # our models measured again, the standard
+                                                                 # codecs' rows taken from the last evaluation
 
 Every architecture has a base model at the middle rate (``q3``, CompressAI's
 third MSE level) trained from scratch; the other rate points are fine-tuned
@@ -107,8 +109,10 @@ def finished(arch: str) -> tuple[bool, str]:
     return True, ""
 
 
-def evaluate(limit: int | None) -> dict:
-    from perceptlab.codec.evaluate import evaluate_codecs, load_learned
+def evaluate(limit: int | None, saved: dict | None = None) -> dict:
+    """Every trained model and standard codec on Kodak; with ``saved`` (an earlier result), the standard
+    codecs' rows are taken from it instead of measured again (same protocol, same images)."""
+    from perceptlab.codec.evaluate import bd_table, evaluate_codecs, load_learned, rd_points
 
     learned = []
     for arch, paths in trained().items():
@@ -117,8 +121,20 @@ def evaluate(limit: int | None) -> dict:
             if reason:
                 raise SystemExit(reason)
             learned += models
-    return evaluate_codecs(DATA / "kodak", CODECS, learned=learned, metrics=METRICS, limit=limit,
-                           progress=sys.stderr.isatty())  # fmt: skip
+    if saved is None:
+        return evaluate_codecs(DATA / "kodak", CODECS, learned=learned, metrics=METRICS, limit=limit,
+                               progress=sys.stderr.isatty())  # fmt: skip
+    ours = evaluate_codecs(DATA / "kodak", (), learned=learned, metrics=METRICS, limit=limit,
+                           anchor=next(iter({m.name: m for m in learned})), progress=sys.stderr.isatty())  # fmt: skip
+    if set(ours["images"]) - set(saved["images"]) or saved["metrics"] != ours["metrics"] or saved["protocol"] != ours["protocol"]:
+        raise SystemExit("the saved evaluation has other images, metrics or protocol: evaluate everything again")
+    standard = [c for c in saved["codecs"] if c in CODECS]
+    rows = [r for r in saved["rows"] if r["codec"] in standard and r["image"] in ours["images"]] + ours["rows"]
+    result = ours | {"codecs": {c: saved["codecs"][c] for c in standard} | ours["codecs"], "anchor": saved["anchor"],
+                     "missing": saved["missing"], "rows": rows,
+                     "standard_from": "an earlier evaluation (experiments/compression/run.py --reuse-standard)"}  # fmt: skip
+    result["rd"] = {c: rd_points(result["rows"], c, METRICS) for c in result["codecs"]}
+    return result | bd_table(result["rd"], result["anchor"], METRICS, saved["bd_method"], result["missing"])
 
 
 def model_card(name: str, result: dict) -> str:
@@ -217,6 +233,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="evaluate the first N Kodak images only")
     parser.add_argument("--ship", action="store_true", help="after the report, copy the finished models into the package")
     parser.add_argument("--pictures", action="store_true", help="only write the decoded-crops picture")
+    parser.add_argument("--reuse-standard", action="store_true", help="measure our models only; the standard "
+                        "codecs' rows come from the last evaluation saved in the runs folder")
     parser.add_argument("--saved", action="store_true", help="write the report (and ship) from the last evaluation "
                         "saved in the runs folder instead of evaluating again")
     args = parser.parse_args()
@@ -237,10 +255,12 @@ def main() -> int:
     from perceptlab.codec.evaluate import write_report
 
     out = runs_root() / "eval"
-    if args.saved:
+    if args.saved or args.reuse_standard:
         if not (out / "results.json").is_file():
-            raise SystemExit(f"{out / 'results.json'}: no saved evaluation; run without --saved first")
-        result = json.loads((out / "results.json").read_text())
+            raise SystemExit(f"{out / 'results.json'}: no saved evaluation; run without --saved or "
+                             "--reuse-standard first")
+        saved = json.loads((out / "results.json").read_text())
+        result = saved if args.saved else evaluate(args.limit, saved)
     else:
         result = evaluate(args.limit)
     written = write_report(out, result, title="Learned and standard codecs on Kodak")
