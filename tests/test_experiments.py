@@ -51,9 +51,14 @@ def test_style_speed_quality_measures_a_case_and_writes_table_plot_and_strip(tmp
     assert "| udnie | 40 | chicago |" in report and "## Answer" in report
     ET.fromstring((docs / "style_speed_quality_udnie_40.svg").read_text())
     assert (docs / "style_speed_quality_strip_udnie.jpg").is_file()
-    # The second run reuses the measured case.
+    # The second run reuses the measured case; a case measured on other weights is measured again.
     assert experiment.main() == 0
     assert json.loads((out / "cases" / "udnie_40_chicago.json").read_text())["measured"] == case["measured"]
+    assert len(case["model_sha256"]) == 64
+    (out / "cases" / "udnie_40_chicago.json").write_text(json.dumps(case | {"model_sha256": "0" * 64, "t_ff": -1.0}))
+    assert experiment.main() == 0
+    again = json.loads((out / "cases" / "udnie_40_chicago.json").read_text())
+    assert again["model_sha256"] == case["model_sha256"] and again["t_ff"] > 0
 
 
 def test_style_speed_quality_extrapolates_at_the_pace_of_the_second_half():

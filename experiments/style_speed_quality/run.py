@@ -27,8 +27,8 @@ and size (one *case*):
 Every case runs in its own process with one thread (``--jobs`` processes in
 parallel), so the times are CPU-core times of one core and ratios between them
 are measured in the same process. A case's results are cached in
-``runs/style_speed_quality/cases/`` (git-ignored) and reused; ``--force`` redoes
-them. When a curve is shorter than 500 iterations, the time of 500 is its
+``runs/style_speed_quality/cases/`` (git-ignored) with the SHA-256 of the weights and reused while the
+weights are the same (a retrained style is measured again); ``--force`` redoes them. When a curve is shorter than 500 iterations, the time of 500 is its
 time so far plus the remaining iterations at the pace of its second half (the
 cost of an evaluation does not depend on the iteration; the pace of the second
 half leaves out L-BFGS's extra line-search evaluations of the first
@@ -57,7 +57,7 @@ from perceptlab.report import machine
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "experiments"
-STYLES = ("starry_night", "wave", "udnie")
+STYLES = ("starry_night", "wave", "udnie", "the_scream", "composition_vii")  # those shipped are the default
 SHARED = ROOT.parent / "shared" / "data" / "style"
 # The fixed content images (not training data of the style models).
 IMAGES = {
@@ -99,6 +99,21 @@ def _curve(rows: list[dict], offset: float = 0.0) -> dict:
         # Mean time of an iteration, line-search trials included (they come mostly in the first iterations).
         "seconds_per_iteration": last["seconds"] / last["iteration"] if last["iteration"] else None,
     }
+
+
+def model_sha256(spec: str) -> str:
+    """The SHA-256 of the weights file a model spec names: a case measured on other weights is measured again."""
+    import hashlib
+
+    from perceptlab.style.models import shipped_style_models
+    from perceptlab.training import resolve_model_file
+
+    return hashlib.sha256(resolve_model_file(spec, shipped_style_models(), "style").read_bytes()).hexdigest()
+
+
+def current(case_file: Path, model: str) -> bool:
+    """Is there a measured case in ``case_file``, made with the weights ``model`` names today?"""
+    return case_file.is_file() and json.loads(case_file.read_text()).get("model_sha256") == model_sha256(model)
 
 
 def run_case(task: dict) -> str:
@@ -175,7 +190,7 @@ def run_case(task: dict) -> str:
 
     case = {
         "style": style, "image": image_name, "size": size, "shape": list(content.shape[-2:]), "model": model_spec,
-        "model_steps": steps, "threads": torch.get_num_threads(), "jobs": task["jobs"],
+        "model_steps": steps, "model_sha256": model_sha256(model_spec), "threads": torch.get_num_threads(), "jobs": task["jobs"],
         "t_ff": t_ff, "t_ff_runs": ff_times, "L_ff": l_ff, "curves": curves, "reach": reach,
         "iterations": task["iterations"], "ff_iterations": task["ff_iterations"],
         "hardware": machine(), "torch": torch.__version__,
@@ -482,7 +497,11 @@ def reading(summary: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--styles", default=",".join(STYLES), help="comma-separated (default: all three)")
+    from perceptlab.style.models import shipped_style_models
+
+    shipped = [s for s in STYLES if f"style_{s}" in shipped_style_models()]
+    parser.add_argument("--styles", default=",".join(shipped), help="comma-separated (default: the shipped ones of "
+                        + ", ".join(STYLES) + ")")
     parser.add_argument("--images", default=",".join(IMAGES), help="comma-separated content names")
     parser.add_argument("--sizes", default="256,512", help="longer sides, comma-separated")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
@@ -510,7 +529,8 @@ def main() -> int:
                               "jobs": args.jobs, "iterations": args.iterations, "ff_iterations": args.ff_iterations,
                               "optimizers": args.optimizers.split(",")})  # fmt: skip
     if not args.report_only:
-        todo = [t for t in tasks if args.force or not (out / "cases" / f"{t['style']}_{t['size']}_{t['image']}.json").is_file()]
+        todo = [t for t in tasks
+                if args.force or not current(out / "cases" / f"{t['style']}_{t['size']}_{t['image']}.json", t["model"])]
         todo.sort(key=lambda t: -t["size"])  # the long ones first
         print(f"{len(todo)} case(s) to measure, {args.jobs} at a time", file=sys.stderr)
         if args.jobs > 1 and len(todo) > 1:
@@ -520,7 +540,12 @@ def main() -> int:
         else:
             for task in todo:
                 print(f"wrote {run_case(task)}", file=sys.stderr)
-    cases = [json.loads(p.read_text()) for p in sorted((out / "cases").glob("*.json"))]
+    # The report: the cases asked for, measured on today's weights (a case of replaced weights is left out).
+    files = [out / "cases" / f"{t['style']}_{t['size']}_{t['image']}.json" for t in tasks]
+    stale = [f.name for f, t in zip(files, tasks) if f.is_file() and not current(f, t["model"])]
+    if stale:
+        print(f"left out {len(stale)} case(s) measured on other weights: {', '.join(stale)}", file=sys.stderr)
+    cases = [json.loads(f.read_text()) for f, t in zip(files, tasks) if current(f, t["model"])]
     if not cases:
         print("no case measured yet", file=sys.stderr)
         return 1
