@@ -265,3 +265,38 @@ def test_compression_ships_an_architecture_only_when_every_rate_point_is_finishe
     for q in others:
         model(f"{arch}_{q}", experiment.FINE_STEPS, 3000)
     assert experiment.finished(arch) == (True, "")
+
+
+def test_sr_default_makes_the_benchmarks_a_release_lacks_and_scores_other_scales(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from perceptlab.sr import load_benchmark, make_benchmark
+
+    experiment = _load("sr_default")
+    data, rng = tmp_path / "data", np.random.default_rng(0)
+    for bench in ("Set5", "Set14"):  # original photos, and a released x2
+        (data / bench / "HR_original").mkdir(parents=True)
+        for name in ("b", "a"):
+            Image.fromarray(rng.integers(0, 256, (50, 42, 3), dtype=np.uint8)).save(data / bench / "HR_original" / f"{name}.png")
+        make_benchmark(data / bench / "HR_original", 2, data / bench)
+    (data / "BSD100" / "image_SRF_4").mkdir(parents=True)  # BSD100: its x4 release only
+    for i in (1, 2):
+        hr = rng.integers(0, 256, (48, 32, 3), dtype=np.uint8)
+        Image.fromarray(hr).save(data / "BSD100" / "image_SRF_4" / f"img_00{i}_SRF_4_HR.png")
+        Image.fromarray(hr[::4, ::4]).save(data / "BSD100" / "image_SRF_4" / f"img_00{i}_SRF_4_LR.png")
+    monkeypatch.setattr(experiment, "DATA", data)
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path / "runs"))
+    x2 = experiment.benchmark_roots(2)
+    assert x2[:2] == [data / "Set5", data / "Set14"] and x2[2] == tmp_path / "runs" / "sr_default" / "benchmarks" / "BSD100"
+    x8 = experiment.benchmark_roots(8)
+    assert all(root.parent.name == "benchmarks" for root in x8)
+    assert [it.name for it in load_benchmark(x8[0], 8)] == ["a", "b"]
+    assert [it.name for it in load_benchmark(x8[2], 8)] == ["img_001", "img_002"]
+    assert load_benchmark(x8[2], 8)[0].hr.shape == (1, 3, 48, 32)
+    assert experiment.benchmark_roots(8) == x8  # made once
+    entry = experiment.evaluate_other_scale("bicubic_x8")
+    assert entry["scale"] == 8 and set(entry["benchmarks"]) == {"Set5", "Set14", "BSD100"}
+    lines = experiment.other_scales_section({"bicubic_x8": entry} | {"perceptsr_x8_psnr": entry | {"steps": 3}})
+    assert sum(line.startswith("| `perceptsr_x8_psnr` (3 steps) | x8 |") for line in lines) == 3
+    assert experiment.other_scales_section({"bicubic_x8": entry}) == []
