@@ -83,14 +83,16 @@ def test_models_command_lists_every_shipped_model_with_task_size_and_summary(cap
 
     from perceptlab.cli import main
     from perceptlab.sr.models import DEFAULT_SR_MODEL, shipped_sr_models
+    from perceptlab.codec.models import shipped_codec_models
     from perceptlab.deepsim.models import shipped_deepsim_models
     from perceptlab.style.models import shipped_style_models
 
     assert main(["models", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["name"] for r in rows] == [*shipped_sr_models(), *shipped_style_models(), *shipped_deepsim_models()]
+    assert [r["name"] for r in rows] == [*shipped_sr_models(), *shipped_style_models(), *shipped_codec_models(),
+                                         *shipped_deepsim_models()]  # fmt: skip
     for r in rows:
-        assert r["task"] in ("sr", "style", "deepsim") and r["size_bytes"] > 10_000 and len(r["summary"]) > 20
+        assert r["task"] in ("sr", "style", "codec", "deepsim") and r["size_bytes"] > 10_000 and len(r["summary"]) > 20
         assert ("scale" in r) == (r["task"] == "sr") and ("style" in r) == (r["task"] == "style")
         assert ("kind" in r) == (r["task"] == "deepsim")
     assert [r["name"] for r in rows if r["default"]] == [DEFAULT_SR_MODEL]
