@@ -128,3 +128,31 @@ def test_every_shipped_deepsim_model_has_a_card_and_works_on_photos_it_never_saw
         assert own >= other + 3, (name, own, other)
         if net.name == "autoencoder":
             assert own >= 20, own
+
+
+@pytest.mark.parametrize("arch", ["bls2017", "hyperprior"])
+def test_every_shipped_codec_writes_a_real_file_that_decodes_and_its_rates_are_in_order(arch, tmp_path):
+    # On a Kodak crop it never trained on: each of the four points compresses to a file and decompresses to
+    # the image's size; more bits for a higher rate point, and a decent picture at each.
+    from conftest import load_rgb, shared_dir
+    from perceptlab.codec.models import SHIPPED_CODEC, shipped_codec_models
+    from perceptlab.io import read_image, write_image
+    from perceptlab.metrics import psnr
+
+    names = [n for n in SHIPPED_CODEC if n.startswith(f"codec_{arch}_")]
+    if not set(names) <= set(shipped_codec_models()):
+        pytest.skip(f"the {arch} codec models are not shipped yet (experiments/compression/run.py --ship)")
+    photo = load_rgb(shared_dir("kodak") / "kodim23.png")[..., 100:292, 200:456]
+    write_image(photo, tmp_path / "photo.png")
+    sizes, quality = [], []
+    for name in names:
+        card = (MODELS_DIR / f"{name}.md").read_text()
+        assert "training data:" in card and "steps:" in card and "Kodak" in card, name
+        assert main(["compress", str(tmp_path / "photo.png"), "-o", str(tmp_path / f"{name}.plc"), "--model", name]) == 0
+        assert main(["decompress", str(tmp_path / f"{name}.plc"), "-o", str(tmp_path / f"{name}.png")]) == 0
+        decoded = read_image(tmp_path / f"{name}.png")
+        assert decoded.shape == photo.shape
+        sizes.append((tmp_path / f"{name}.plc").stat().st_size)
+        quality.append(float(psnr(decoded, photo)))
+    assert sizes == sorted(sizes) and quality == sorted(quality), (sizes, quality)
+    assert min(quality) >= 25, quality
