@@ -94,7 +94,7 @@ def test_models_command_lists_every_shipped_model_with_task_size_and_summary(cap
     for r in rows:
         assert r["task"] in ("sr", "style", "codec", "deepsim") and r["size_bytes"] > 10_000 and len(r["summary"]) > 20
         assert ("scale" in r) == (r["task"] == "sr") and ("style" in r) == (r["task"] == "style")
-        assert ("kind" in r) == (r["task"] == "deepsim")
+        assert ("kind" in r) == (r["task"] in ("codec", "deepsim"))
     assert [r["name"] for r in rows if r["default"]] == [DEFAULT_SR_MODEL]
     assert main(["models", "--task", "style"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -155,6 +155,12 @@ def model_card(name: str, result: dict) -> str:
              f"- steps: {meta.get('steps')}" + (f", fine-tuned from `codec_{arch}_{BASE_POINT}`" if r.get("init") else
                                                  " from scratch")
              + f"; training wall time {float(meta.get('train_seconds', 0)) / 60:.0f} min on one CPU thread",
+             "- hardware: the 2-core CPU machines of our sessions (one thread, sharing the machine with other "
+             f"trainings: the wall time is an upper bound); evaluated on {result['machine']}",
+             f"- use: `perceptlab compress photo.png -o photo.plc --model codec_{name}`, then "
+             "`perceptlab decompress photo.plc -o photo.png`",
+             f"- picture: `docs/experiments/compression_crops.jpg` (decoded Kodak crops of the `{BASE_POINT}` models "
+             "next to JPEG and AVIF at the nearest rate); RD curves and BD-rates: `docs/experiments/compression.md`",
              "- recipe: `experiments/compression/run.py`", ""]  # fmt: skip
     if mean:
         lines += ["Kodak (24 images, real .plc files): " + ", ".join(f"{k} {v:.4g}" for k, v in mean.items()), ""]
@@ -275,6 +281,9 @@ def main() -> int:
     if picture:
         report += (f"\n## Decoded crops\n\nOur `{BASE_POINT}` models next to JPEG and AVIF at the nearest rate of their "
                    f"sweeps, from real files, 128-pixel crops at 2x: ![decoded crops]({picture.name})\n")
+    if result.get("standard_from"):
+        report += (f"\nThe standard codecs' rows come from {result['standard_from']}, measured with the same protocol on "
+                   "the same images; our models were measured again.\n")
     report += "\n" + targets(result) + "\n" + (HERE / "notes.md").read_text()
     (DOCS / "compression.md").write_text(report)
     (DOCS / "compression.json").write_text(json.dumps({k: v for k, v in result.items() if k != "rows"},

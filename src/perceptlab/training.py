@@ -518,6 +518,8 @@ def model_info(path: str | os.PathLike) -> dict:
         info["scale"] = int(meta["scale"])
     if "style" in meta:
         info["style"] = meta["style"]
+    if meta.get("task") == "codec":  # which architecture, trained for what, at which rate
+        info["kind"] = f"{meta.get('arch', '?')} {meta.get('distortion', '?')} λ={meta.get('lambda', '?')}"
     if meta.get("task") == "deepsim":  # which generator, and for an inverter the features it reads
         info["kind"] = meta["kind"] + (f" {meta['network']} {meta['layer']}" if meta["kind"] == "invert" else "")
     return info | {"steps": int(meta.get("steps", 0)), "summary": summary, "size_bytes": path.stat().st_size,
