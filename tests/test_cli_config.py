@@ -48,3 +48,15 @@ def test_a_field_without_help_or_list_rule_is_refused():
     parser = argparse.ArgumentParser()
     add_config_flags(parser, Config, {"steps": "s", "layers": "l"}, lists={"layers": ListFlag(repeat=False)})
     assert parser.parse_args(["--layers", "relu1_2, relu3_3", "--steps", "2"]).layers == ["relu1_2", "relu3_3"]
+
+
+
+@pytest.mark.parametrize("task", ["sr", "style", "codec", "proxy", "autoencoder", "vae", "invert"])
+def test_every_trainer_takes_a_learning_rate_schedule_from_its_flags(task, tmp_path, capsys):
+    parser = _subparser("train", task)
+    args = parser.parse_args(["--out", str(tmp_path), "--lr-milestones", "100, 300", "--lr-gamma", "0.1"])
+    assert {"lr_milestones", "lr_gamma"} <= set(args.config_flags)
+    assert (args.lr_milestones, args.lr_gamma) == ([100, 300], 0.1)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", str(tmp_path), "--lr-milestones", "100,later"])
+    assert "invalid comma-separated step counts value: '100,later'" in capsys.readouterr().err

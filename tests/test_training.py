@@ -197,3 +197,70 @@ def test_trainers_on_the_shared_loop_follow_the_curves_recorded_before_it(tmp_pa
         assert set(got) == set(want)
         for key in want:
             assert got[key] == pytest.approx(want[key], rel=2e-3, abs=1e-6), (got["step"], key)
+
+
+def test_lr_factor_decays_at_each_milestone_and_the_schedule_is_checked():
+    from perceptlab.training import check_lr_schedule, lr_factor
+
+    assert [lr_factor([2, 4], 0.5, s) for s in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    assert lr_factor([], 0.5, 10**6) == 1
+    check_lr_schedule([1, 5], 1.0)
+    for milestones, gamma in (([5, 5], 0.5), ([0], 0.5), ([2.5], 0.5), ("10", 0.5), ([True], 0.5), ([3], 0.0),
+                              ([3], 1.5)):  # fmt: skip
+        with pytest.raises(ValueError, match="lr_"):
+            check_lr_schedule(milestones, gamma)
+
+
+def test_run_dir_allows_a_schedule_that_changes_only_after_the_checkpoint(tmp_path, capsys):
+    config = {"lr": 0.1, "steps": 10, "lr_milestones": [8], "lr_gamma": 0.5}
+    out, _ = prepare_run_dir(tmp_path / "run", config)
+    save_checkpoint(out / "checkpoint.pt", {"config": config, "step": 6})
+    # a later milestone, another factor for it, a decay at the checkpoint, none: the first 6 steps are the same
+    for later in ({"lr_milestones": [8, 12], "steps": 14}, {"lr_gamma": 0.1}, {"lr_milestones": [6], "lr_gamma": 0.2},
+                  {"lr_milestones": []}):
+        _, resumed = prepare_run_dir(out, config | later)
+        assert resumed["step"] == 6
+        assert "learning-rate schedule changed after step 6" in capsys.readouterr().err
+    old = {"lr": 0.1, "steps": 10}  # a run saved before schedules existed: no milestones, the default factor
+    out2, _ = prepare_run_dir(tmp_path / "old", old)
+    save_checkpoint(out2 / "checkpoint.pt", {"config": old, "step": 6})
+    defaults = {"lr": 1e-3, "steps": 1000, "lr_milestones": [], "lr_gamma": 0.5}
+    assert prepare_run_dir(out2, old | {"steps": 20, "lr_milestones": [10], "lr_gamma": 0.1}, defaults)[1]["step"] == 6
+    # a change that would have given one of the finished steps another rate is another experiment
+    for earlier in ({"lr_milestones": [5]}, {"lr_milestones": [3, 8]}, {"lr_milestones": [1]}):
+        with pytest.raises(ValueError, match="another configuration.*lr_milestones"):
+            prepare_run_dir(out, config | earlier)
+    out3, _ = prepare_run_dir(tmp_path / "past", config | {"lr_milestones": [2]})
+    save_checkpoint(out3 / "checkpoint.pt", {"config": config | {"lr_milestones": [2]}, "step": 6})
+    with pytest.raises(ValueError, match="lr_gamma"):
+        prepare_run_dir(out3, config | {"lr_milestones": [2], "lr_gamma": 0.1})
+
+
+def test_the_shared_loop_applies_the_schedule_to_every_optimizer_and_resumes_it(tmp_path):
+    from perceptlab.training import train_loop
+
+    def run(out, steps, resumed=None, milestones=(3, 5)):
+        net, critic = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+        opt, critic_opt = torch.optim.SGD(net.parameters(), lr=0.8), torch.optim.Adam(critic.parameters(), lr=0.1)
+        rates = []
+
+        def step_fn():
+            rates.append((opt.param_groups[0]["lr"], critic_opt.param_groups[0]["lr"]))
+            loss = net(torch.ones(1, 2)).square().sum() + critic(torch.ones(1, 2)).square().sum()
+            opt.zero_grad(), critic_opt.zero_grad()
+            loss.backward()
+            opt.step(), critic_opt.step()
+            return {"loss": loss}
+
+        config = {"steps": steps, "lr_milestones": list(milestones), "lr_gamma": 0.5}
+        state = {"net": net, "optimizer": opt, "critic": critic, "critic_optimizer": critic_opt}
+        train_loop(out, config, step_fn, state, torch.Generator(), resumed, steps=steps, log_every=1, ckpt_every=1,
+                   progress=False)  # fmt: skip
+        return rates
+
+    whole = run(tmp_path / "a", 6)
+    assert whole == [(0.8, 0.1)] * 3 + [(0.4, 0.05)] * 2 + [(0.2, 0.025)]
+    run(tmp_path / "b", 4)
+    resumed = run(tmp_path / "b", 6, load_checkpoint(tmp_path / "b" / "checkpoint.pt"))
+    assert resumed == whole[4:]
+    assert run(tmp_path / "c", 2, milestones=()) == [(0.8, 0.1)] * 2

@@ -114,6 +114,39 @@ class MetricsLog:
             csv.DictWriter(handle, fieldnames=self.fields).writerow(row)
 
 
+# ------------------------------------------------------------------ learning-rate schedule
+# Every trainer's configuration has ``lr_milestones`` (steps) and ``lr_gamma``: the learning rates of all
+# the run's optimizers are multiplied by ``lr_gamma`` at each milestone (step decay, as SRResNet, ESRGAN
+# and Balle et al. train). train_loop applies it; an empty list keeps the rates constant.
+
+SCHEDULE_KEYS = ("lr_milestones", "lr_gamma")
+
+
+def check_lr_schedule(milestones, gamma) -> None:
+    """Raise ``ValueError`` unless ``milestones`` are increasing positive step counts and ``0 < gamma <= 1``."""
+    if not isinstance(milestones, (list, tuple)) or not all(
+            isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones):  # fmt: skip
+        raise ValueError(f"lr_milestones must be a list of positive step counts, got {milestones!r}")
+    if any(b <= a for a, b in zip(milestones, milestones[1:], strict=False)):
+        raise ValueError(f"lr_milestones must increase, got {list(milestones)}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
+        raise ValueError(f"lr_gamma must be in (0, 1], got {gamma!r}")
+
+
+def lr_factor(milestones, gamma: float, step: int) -> float:
+    """The learning-rate multiplier of the step that follows ``step`` finished ones: ``gamma`` to the power of
+    the number of milestones reached (a milestone of 1000 decays the 1001st step and after)."""
+    return float(gamma) ** sum(1 for m in milestones if m <= step)
+
+
+def _same_past_schedule(before: Mapping, now: Mapping, step: int) -> bool:
+    """Whether two configurations' schedules gave the same rate to each of the first ``step`` steps: a run may be
+    resumed with a schedule that differs only after its checkpoint (a decay added to a longer budget)."""
+    old = (before.get("lr_milestones") or [], before.get("lr_gamma", 0.5))
+    new = (now.get("lr_milestones") or [], now.get("lr_gamma", 0.5))
+    return all(lr_factor(*old, s) == lr_factor(*new, s) for s in sorted({0, *(m for m in old[0] + new[0] if m < step)}))
+
+
 class RunStart(NamedTuple):
     """What :func:`start_run` opens: the processes (``torchrun`` or one), this process's part of the global
     batch, the run folder, the checkpoint being resumed (or ``None``) and the seeded random stream."""
@@ -147,8 +180,9 @@ def prepare_run_dir(
     is refused, naming the keys that differ, rather than silently mixing two
     experiments. A key that the saved configuration lacks (an option added to
     the trainer since) counts as its value in ``defaults``, the configuration
-    class's defaults. Only ``steps`` (upwards from the checkpoint's step) and
-    the machine settings :data:`MACHINE_KEYS` may change; ``config.toml`` then
+    class's defaults. Only ``steps`` (upwards from the checkpoint's step),
+    the machine settings :data:`MACHINE_KEYS` and a learning-rate schedule that
+    differs only after the checkpoint's step may change; ``config.toml`` then
     records the new values.
 
     Under ``torchrun``, process 0 alone does this and the others receive its answer (the checkpoint
@@ -170,19 +204,24 @@ def _prepare_run_dir(out: Path, config: Mapping, defaults: Mapping | None) -> tu
     if checkpoint.is_file():
         state = load_checkpoint(checkpoint)
         before = {**{k: v for k, v in (defaults or {}).items() if k in config}, **state.get("config", {})}
-        differ = _differences(before, config)
+        step = int(state["step"])
+        later = _same_past_schedule(before, config, step) and _differences(before, config, ignore=(
+            *(k for k in config if k not in SCHEDULE_KEYS),))  # fmt: skip
+        differ = _differences(before, config, ignore=("steps", *MACHINE_KEYS, *(SCHEDULE_KEYS if later else ())))
         if differ:
             raise ValueError(
                 f"{out} holds a run with another configuration ({differ}; see {saved}); "
                 "choose another --out folder or delete this one"
             )
-        step, steps = int(state["step"]), config.get("steps")
+        steps = config.get("steps")
         if steps is not None and steps < step:
             raise ValueError(f"{out} is at step {step}, past the {steps} steps asked for: ask for at least {step}")
         print(f"perceptlab: resuming {out} from step {step}", file=sys.stderr)
         changed = _differences(before, config, ignore=tuple(k for k in config if k not in MACHINE_KEYS))
         if changed:
             print(f"perceptlab: machine settings changed ({changed})", file=sys.stderr)
+        if later:
+            print(f"perceptlab: learning-rate schedule changed after step {step} ({later})", file=sys.stderr)
     atomic_write_text(saved, to_toml(config))  # a raised step budget is recorded too
     return out, state
 
@@ -306,6 +345,8 @@ class TrainConfig:
         intervals = [name for name in ("sample_every", "val_every", "ckpt_every", "log_every") if hasattr(self, name)]
         if min(getattr(self, name) for name in intervals) < 1:
             raise ValueError(f"{', '.join(intervals[:-1])} and {intervals[-1]} must be positive")
+        if hasattr(self, "lr_milestones"):
+            check_lr_schedule(self.lr_milestones, self.lr_gamma)
 
     @classmethod
     def from_dict(cls, values: Mapping):
@@ -400,7 +441,9 @@ def train_loop(
 
     Args:
         out: the run folder, made by :func:`prepare_run_dir` (which also gave ``resumed``).
-        config: the run's configuration as a plain dict, saved in each checkpoint.
+        config: the run's configuration as a plain dict, saved in each checkpoint; its ``lr_milestones`` and
+            ``lr_gamma`` (if any) schedule the learning rate of every optimizer in ``state``
+            (:func:`lr_factor`, from each parameter group's rate at the start of the run).
         step_fn: one optimisation step; returns the loss parts (tensors or floats)
             for the log and the progress bar. It draws its batches from
             ``generator``, so that a resumed run continues the same random stream.
@@ -446,6 +489,16 @@ def train_loop(
         step, seconds = int(resumed["step"]), float(resumed["seconds"])
     log = MetricsLog(out / "metrics.csv", resume_step=step) if processes.main else None
     nets = [obj for obj in state.values() if isinstance(obj, torch.nn.Module)]
+    milestones, gamma = list(config.get("lr_milestones") or []), float(config.get("lr_gamma", 0.5))
+    groups = [g for obj in state.values() if isinstance(obj, torch.optim.Optimizer) for g in obj.param_groups]
+    for group in groups:  # a resumed optimizer brings its saved initial_lr (old checkpoints: their constant rate)
+        group.setdefault("initial_lr", group["lr"])
+
+    def schedule() -> None:
+        if milestones:
+            factor = lr_factor(milestones, gamma, step)
+            for group in groups:
+                group["lr"] = group["initial_lr"] * factor
 
     def checkpoint() -> dict:
         saved = {"config": dict(config), **(extra or {}), "step": step, "seconds": seconds}
@@ -467,6 +520,7 @@ def train_loop(
             while step < steps:
                 started = time.perf_counter()
                 processes.seed_step(seed, step)
+                schedule()
                 parts = {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in step_fn().items()}
                 parts = processes.mean(parts)
                 step += 1

@@ -2,9 +2,9 @@
 
 Every field of the dataclass becomes ``--field-name`` (underscores as dashes, a trailing one dropped),
 typed from its annotation; list fields are repeatable flags or comma-separated
-(:class:`ListFlag`). The help text of each field comes from a table beside the
-command; a field without one is an error when the parser is built, which the
-test suite sees (tests/test_cli_config.py).
+(:class:`ListFlag`), lists of step counts comma-separated. The help text of each field comes from a
+table beside the command (the fields every trainer shares: :data:`SHARED_HELPS`); a field without one
+is an error when the parser is built, which the test suite sees (tests/test_cli_config.py).
 """
 
 from __future__ import annotations
@@ -31,6 +31,19 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _split_steps(text: str) -> list[int]:
+    return [int(part) for part in _split(text)]
+
+
+_split_steps.__name__ = "comma-separated step counts"  # argparse names the type in its error
+
+# Fields every trainer's configuration has (perceptlab.training's learning-rate schedule): one help text here.
+SHARED_HELPS = {
+    "lr_milestones": "steps at which every learning rate is multiplied by --lr-gamma (none: constant rates)",
+    "lr_gamma": "factor of the learning rates at each --lr-milestones step",
+}
+
+
 def add_config_flags(parser: argparse.ArgumentParser, config_class, helps: Mapping[str, str],
                      choices: Mapping[str, tuple] | None = None,
                      lists: Mapping[str, ListFlag] | None = None) -> tuple[str, ...]:  # fmt: skip
@@ -44,7 +57,7 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class, helps: Mappi
     Raises:
         KeyError: a field has no help text, or a list field no :class:`ListFlag`.
     """
-    choices, lists = dict(choices or {}), dict(lists or {})
+    choices, lists, helps = dict(choices or {}), dict(lists or {}), {**SHARED_HELPS, **helps}
     defaults = dataclasses.asdict(config_class())
     names = []
     for f in dataclasses.fields(config_class):
@@ -52,7 +65,11 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class, helps: Mappi
             raise KeyError(f"{config_class.__name__}.{f.name} has no help text in the CLI: add it")
         default = defaults[f.name]
         flag = f"--{f.name.rstrip('_').replace('_', '-')}"  # lambda_ (a Python keyword's spelling) is --lambda
-        if str(f.type).startswith("list"):
+        if str(f.type) == "list[int]":  # step counts: comma-separated
+            shown = ",".join(map(str, default)) or "none"
+            parser.add_argument(flag, type=_split_steps, dest=f.name, metavar="STEP,...",
+                                help=f"{helps[f.name]} (default: {shown}); comma-separated")  # fmt: skip
+        elif str(f.type).startswith("list"):
             how = lists[f.name]
             shown = (" " if how.repeat else ",").join(default) or "none"
             text = f"{helps[f.name]} (default: {shown})"

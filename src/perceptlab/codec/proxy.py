@@ -48,6 +48,8 @@ class ProxyTrainConfig(TrainConfig):
         width: channels of the proxy's first layer.
         crop: side of the square crops.
         steps, batch_size, lr: the optimisation (Adam).
+        lr_milestones, lr_gamma: steps at which every learning rate is multiplied by ``lr_gamma``
+            (:func:`perceptlab.training.lr_factor`); none: constant rates.
         holdout: every ``holdout``-th image is held back for validation.
         val_patches: distorted crops of the held-back images scored at each validation.
         sample_every, ckpt_every, log_every: intervals in steps (``sample_every``: validation).
@@ -63,6 +65,8 @@ class ProxyTrainConfig(TrainConfig):
     steps: int = 3000
     batch_size: int = 16
     lr: float = 1e-3
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.5
     holdout: int = 10
     val_patches: int = 256
     sample_every: int = 500

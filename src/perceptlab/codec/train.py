@@ -79,6 +79,8 @@ class CodecTrainConfig(TrainConfig):
         batch_size: crops per step.
         crop: side of the square training crops, a multiple of the network's stride (16 or 64).
         lr: Adam learning rate.
+        lr_milestones, lr_gamma: steps at which every learning rate is multiplied by ``lr_gamma``
+            (:func:`perceptlab.training.lr_factor`); none: constant rates.
         init: weights to start from: a codec ``model.safetensors`` (or run folder) of the same arch, N
             and M, trained for another ``lambda_`` (fine-tuning one model to each rate point is
             much cheaper than training each from scratch).
@@ -106,6 +108,8 @@ class CodecTrainConfig(TrainConfig):
     batch_size: int = 8
     crop: int = 256
     lr: float = 1e-4
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.5
     init: str | None = None
     val_data: str | None = None
     sample_every: int = 500

@@ -53,6 +53,8 @@ class DeepSimTrainConfig(TrainConfig):
         batch_size: crops per step.
         crop: side of the square crops (a multiple of ``downsample`` for the (V)AE).
         lr, d_lr: Adam learning rates of the generator and of the discriminator (betas 0.5, 0.999).
+        lr_milestones, lr_gamma: steps at which every learning rate is multiplied by ``lr_gamma``
+            (:func:`perceptlab.training.lr_factor`); none: constant rates.
         val_data: folder of images whose mean PSNR goes into ``metrics.csv`` every ``sample_every`` steps;
             its first image (centre crop) is the sample. ``None``: the first training image, without scores.
         sample_every, ckpt_every, log_every: intervals in steps.
@@ -74,6 +76,8 @@ class DeepSimTrainConfig(TrainConfig):
     batch_size: int = 8
     crop: int = 64
     lr: float = 2e-4
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.5
     d_lr: float = 2e-4
     val_data: str | None = None
     sample_every: int = 500

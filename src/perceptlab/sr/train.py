@@ -48,6 +48,8 @@ class SRTrainConfig(TrainConfig):
         batch_size: HR crops per step.
         hr_crop: side of the HR crops (the LR input is ``hr_crop / scale``).
         lr: Adam learning rate of the network.
+        lr_milestones, lr_gamma: steps at which every learning rate is multiplied by ``lr_gamma``
+            (:func:`perceptlab.training.lr_factor`); none: constant rates.
         blur_sigma: Gaussian blur before bicubic downsampling (Johnson et al.: 1.0; 0 = plain bicubic).
         vgg_weights: ``vgg16`` or ``vgg16_caffe`` for the feature and style terms.
         vgg_precision: ``fp32`` or ``bf16``: the loss network's precision
@@ -71,6 +73,8 @@ class SRTrainConfig(TrainConfig):
     batch_size: int = 16
     hr_crop: int = 96
     lr: float = 1e-3
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.5
     blur_sigma: float = 0.0
     vgg_weights: str = "vgg16"
     vgg_precision: str = "fp32"

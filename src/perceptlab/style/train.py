@@ -56,6 +56,8 @@ class StyleTrainConfig(TrainConfig):
         batch_size: crops per step.
         image_size: side of the square training crops.
         lr: Adam learning rate.
+        lr_milestones, lr_gamma: steps at which every learning rate is multiplied by ``lr_gamma``
+            (:func:`perceptlab.training.lr_factor`); none: constant rates.
         content_layers, style_layers: VGG-16 layers of the two terms.
         content_weight, style_weight, tv_weight: the loss weights
             (:class:`perceptlab.style.StyleTransferLoss`).
@@ -87,6 +89,8 @@ class StyleTrainConfig(TrainConfig):
     batch_size: int = 4
     image_size: int = 256
     lr: float = 1e-3
+    lr_milestones: list[int] = field(default_factory=list)
+    lr_gamma: float = 0.5
     content_layers: list[str] = field(default_factory=lambda: list(CONTENT_LAYERS))
     style_layers: list[str] = field(default_factory=lambda: list(STYLE_LAYERS))
     content_weight: float = CONTENT_WEIGHT
