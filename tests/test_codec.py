@@ -1,7 +1,7 @@
 """The learned codec: GDN, entropy models, integer tables, the .plc format, deterministic decoding, trainer, CLI.
 
-Every model here is tiny and made in the test (random weights, or a few training steps); no shipped codec
-model exists yet.
+Every model here is tiny and made in the test (random weights, or a few training steps); the shipped
+codecs are checked in tests/test_shipped_models.py.
 """
 
 from __future__ import annotations
@@ -220,6 +220,39 @@ def test_round_trip_decodes_the_encoders_symbols_exactly(arch, kind, tmp_path):
         assert torch.equal(out["image"], model.reconstruct(expected)[..., :h, :w].clamp(0, 1))
     # and the symbols span many values
     assert len(torch.unique(expected["y"])) > 5
+
+
+@pytest.mark.parametrize("arch", ["bls2017", "hyperprior"])
+def test_the_compact_copy_is_smaller_loads_wide_and_codes_nearly_the_same(arch, tmp_path):
+    from perceptlab.codec.models import compact_model_file
+
+    src = _run_folder(tmp_path, arch, f"{arch}_q1") / "model.safetensors"
+    sizes = compact_model_file(src, tmp_path / "compact.safetensors")
+    tensors, meta = load_model_file(tmp_path / "compact.safetensors")
+    assert meta == load_model_file(src)[1]
+    # (a tiny model: its fixed-size pmf tables weigh more than its weights; a shipped point halves)
+    assert sizes["bytes_after"] < 0.8 * sizes["bytes_before"] and 0 < sizes["max_weight_change"] < 1e-3
+    assert tensors["net.g_a.0.weight"].dtype == torch.float16 and tensors["net.g_a.0.bias"].dtype == torch.float32
+    assert tensors["net.g_a.1.gamma"].dtype == torch.float32  # GDN stays float32
+    if arch == "hyperprior":
+        assert tensors["tables.hs0_weight"].dtype == torch.int32 and tensors["tables.hs0_bias"].dtype == torch.int64
+    full, compact = load_codec_model(str(src)), load_codec_model(str(tmp_path / "compact.safetensors"))
+    assert all(p.dtype == torch.float32 for p in compact.parameters())
+    assert all(v.dtype == full.tables.as_dict()[k].dtype for k, v in compact.tables.as_dict().items())
+    assert all(torch.equal(v, full.tables.as_dict()[k]) for k, v in compact.tables.as_dict().items())
+    assert model_hash(compact) != model_hash(full)  # another model: its files say so
+    x = _image(48, 64)
+    data = compress(compact, x)
+    out = decompress(data, compact)
+    assert all(torch.equal(out["symbols"][k], v) for k, v in compact.symbols(pad(x, compact.stride)).items())
+    reference = decompress(compress(full, x), full)["image"]
+    assert (out["image"] - reference).abs().max() < 0.02
+    with pytest.raises(ValueError, match="not a codec model"):
+        sr = tmp_path / "sr.safetensors"
+        from perceptlab.training import save_model_file
+
+        save_model_file(sr, torch.nn.Conv2d(1, 1, 1), {"task": "sr"})
+        compact_model_file(sr, tmp_path / "x.safetensors")
 
 
 def test_the_estimate_is_near_the_file_size_for_a_trained_looking_model():

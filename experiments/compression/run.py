@@ -90,6 +90,20 @@ def trained() -> dict[str, list[Path]]:
     return out
 
 
+def shipping_copy(weights: Path) -> Path:
+    """The compact copy of a run's ``model.safetensors`` that ships (float16 transform weights, int32 tables:
+    :func:`perceptlab.codec.models.compact_model_file`), ``RUN/shipped.safetensors``, made again when the weights
+    are newer. The report measures these copies, so the cards' numbers are those of the shipped files."""
+    from perceptlab.codec.models import compact_model_file
+
+    copy = weights.with_name("shipped.safetensors")
+    if not copy.is_file() or copy.stat().st_mtime < weights.stat().st_mtime:
+        sizes = compact_model_file(weights, copy)
+        print(f"{copy}: {sizes['bytes_before'] / 1e6:.1f} MB -> {sizes['bytes_after'] / 1e6:.1f} MB (largest weight "
+              f"change {sizes['max_weight_change']:.1e} of its tensor's peak)", file=sys.stderr)  # fmt: skip
+    return copy
+
+
 def finished(arch: str) -> tuple[bool, str]:
     """Has ``arch`` every rate point of the current recipe: the base at its full steps, each other point
     fine-tuned to its steps from that base (after it was finished)? And if not, why not."""
@@ -117,7 +131,7 @@ def evaluate(limit: int | None, saved: dict | None = None) -> dict:
     learned = []
     for arch, paths in trained().items():
         if paths:
-            models, reason = load_learned([str(p) for p in paths], name=f"ours_{arch}")
+            models, reason = load_learned([str(shipping_copy(p)) for p in paths], name=f"ours_{arch}")
             if reason:
                 raise SystemExit(reason)
             learned += models
@@ -144,12 +158,14 @@ def model_card(name: str, result: dict) -> str:
     _, meta = load_model_file(runs_root() / name / "model.safetensors")
     r = recipe(name)
     # evaluate_codecs labels a learned codec's points ("param") by the spec it was loaded from.
-    spec = str(runs_root() / name / "model.safetensors")
+    spec = str(runs_root() / name / "shipped.safetensors")
     rows = [row for row in result["rows"] if row["codec"] == f"ours_{arch}" and row["param"] == spec]
     mean = {m: sum(row[m] for row in rows) / len(rows) for m in ("bpp", *METRICS)} if rows else {}
     lines = [f"# codec_{name}", "",
              f"Learned image codec, `{arch}` (Ballé et al. {'2017, factorised prior' if arch == 'bls2017' else '2018, scale hyperprior'}), "
-             f"N={r['N']}, M={r['M']}, MSE-optimised at lambda {r['lambda_']} (`{point}`).", "",
+             f"N={r['N']}, M={r['M']}, MSE-optimised at lambda {r['lambda_']} (`{point}`). Stored compact: "
+             "convolution weights in float16, coding tables in integers (computed in float32 and int64); the "
+             "numbers below are this file's.", "",
              f"- training data: T91, BSD200, BSDS500_test200 (never Kodak); random {r['crop']} px crops, batch "
              f"{r['batch_size']}, Adam lr {r['lr']}",
              f"- steps: {meta.get('steps')}" + (f", fine-tuned from `codec_{arch}_{BASE_POINT}`" if r.get("init") else
@@ -186,7 +202,7 @@ def pictures(point: str = BASE_POINT) -> Path | None:
     models = {arch: runs_root() / f"{arch}_{point}" / "model.safetensors" for arch in ARCHS}
     if not all(p.is_file() for p in models.values()):
         return None
-    models = {arch: load_codec_model(str(p)) for arch, p in models.items()}
+    models = {arch: load_codec_model(str(shipping_copy(p))) for arch, p in models.items()}
     rows = []
     for name in PICTURE_IMAGES:
         x = read_image(DATA / "kodak" / f"{name}.png")
@@ -276,7 +292,7 @@ def main() -> int:
             shutil.copyfile(path, DOCS / f"compression_{path.name}")
     report = (out / "results.md").read_text().replace("](rd_", "](compression_rd_")
     # a learned codec's points are named by their run folder, not by this machine's path to it
-    report = report.replace(f"{runs_root()}/", "runs/").replace("/model.safetensors", "")
+    report = report.replace(f"{runs_root()}/", "runs/").replace("/shipped.safetensors", "")
     picture = pictures()
     if picture:
         report += (f"\n## Decoded crops\n\nOur `{BASE_POINT}` models next to JPEG and AVIF at the nearest rate of their "
@@ -297,7 +313,7 @@ def main() -> int:
                 continue
             for path in paths:
                 name = path.parent.name
-                shutil.copyfile(path, MODELS_DIR / f"codec_{name}.safetensors")
+                shutil.copyfile(shipping_copy(path), MODELS_DIR / f"codec_{name}.safetensors")
                 (MODELS_DIR / f"codec_{name}.md").write_text(model_card(name, result))
                 print(f"shipped codec_{name}", file=sys.stderr)
     return 0

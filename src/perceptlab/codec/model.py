@@ -26,11 +26,15 @@ from perceptlab.codec.coding import Tables
 
 
 class CodingTables(nn.Module):
-    """Integer buffers only, named as in :meth:`CodecModel.build_tables`; rebuilt from a state dict's shapes."""
+    """Integer buffers only, named as in :meth:`CodecModel.build_tables`; rebuilt from a state dict's shapes.
+    The hyper-synthesis weights (``hs*_weight``), stored in int32 by a compact file
+    (:func:`perceptlab.codec.models.compact_model_file`), are widened to the int64 they compute in."""
 
     def __init__(self, tensors: dict[str, torch.Tensor]):
         super().__init__()
         for name, value in tensors.items():
+            if name.startswith("hs") and name.endswith("_weight"):
+                value = value.to(torch.int64)
             self.register_buffer(name, value.clone())
 
     def as_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
