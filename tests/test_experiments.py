@@ -300,3 +300,46 @@ def test_sr_default_makes_the_benchmarks_a_release_lacks_and_scores_other_scales
     lines = experiment.other_scales_section({"bicubic_x8": entry} | {"perceptsr_x8_psnr": entry | {"steps": 3}})
     assert sum(line.startswith("| `perceptsr_x8_psnr` (3 steps) | x8 |") for line in lines) == 3
     assert experiment.other_scales_section({"bicubic_x8": entry}) == []
+
+
+def test_compression_measures_and_ships_the_compact_copy_made_once_per_weights(tmp_path, monkeypatch):
+    import os
+
+    from perceptlab.codec import CodecModel, CodecTrainConfig
+    from perceptlab.codec.train import save_codec_weights
+    from perceptlab.training import load_model_file
+
+    experiment = _load("compression")
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path))
+    weights = tmp_path / "compression" / "hyperprior_q3" / "model.safetensors"
+    model = CodecModel("hyperprior", N=8, M=12).eval()
+    model.build_tables()
+    save_codec_weights(weights, model, CodecTrainConfig(arch="hyperprior", N=8, M=12, data=["x"]),
+                       {"name": "hyperprior_q3", "steps": "1"})  # fmt: skip
+    copy = experiment.shipping_copy(weights)
+    assert copy == weights.with_name("shipped.safetensors")
+    assert load_model_file(copy)[0]["net.g_a.0.weight"].dtype.itemsize == 2
+    os.utime(copy, (5000, 5000))
+    os.utime(weights, (4000, 4000))
+    assert experiment.shipping_copy(weights).stat().st_mtime == 5000  # up to date: kept
+    os.utime(weights, (6000, 6000))
+    assert experiment.shipping_copy(weights).stat().st_mtime > 6000  # newer weights: made again
+
+
+def test_sr_losses_restores_shipped_runs_reads_two_stage_budgets_and_tables_the_defects(tmp_path):
+    from perceptlab.sr.train import SRTrainConfig
+
+    experiment = _load("sr_losses")
+    assert experiment.restore_shipped(tmp_path, ("srcnn_x4_vgg",)) == ["srcnn_x4_vgg"]
+    assert (tmp_path / "srcnn_x4_vgg" / "model.safetensors").is_file()
+    assert (tmp_path / "srcnn_x4_vgg" / "metrics.csv").is_file()
+    assert experiment.restore_shipped(tmp_path, ("srcnn_x4_vgg",)) == []  # a run folder with weights is kept
+    stage2 = SRTrainConfig.from_dict(experiment.recipe("srcnn_x4_mse"))
+    stage2.validate()
+    assert Path(stage2.init).is_file() and stage2.lr_milestones
+    first = experiment.stage_one("srcnn_x4_mse")
+    assert first["steps"] == 12000 and 20 < first["minutes"] < 60
+    bench = {"median": {"grid": 0.0123, "lr_psnr": 41.26, "color_shift": 0.44},
+             "worst": {"grid": 0.0456, "lr_psnr": 30.0, "color_shift": 3.0}}
+    table = experiment.defects_table({"m": {"benchmarks": dict.fromkeys(experiment.BENCHMARKS, bench)}})
+    assert table[0].count("grid median / worst") == 3 and table[2] == "| m |" + " 0.012 / 0.046 | 41.3 | 0.4 |" * 3

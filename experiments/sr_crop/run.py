@@ -18,7 +18,8 @@ shipped recipe plus ``pixel:mse*100``). Otherwise the runs are the shipped
 recipes (``experiments/sr_losses/recipes/NAME_x4_vgg.toml``, 12000 steps, seed 0).
 The baselines are the shipped models, read from ``docs/experiments/sr_losses.json``.
 
-Runs live in ``runs/sr_crop/NAME`` (git-ignored) and resume where they stopped.
+Runs live in ``$PERCEPTLAB_RUNS/sr_crop/NAME`` (default ``~/perceptlab-runs``, outside the checkout) and resume
+where they stopped; a shipped run whose folder is gone is put back from the package (``--restore-shipped``).
 Outputs: ``docs/experiments/sr_crop.md``, ``sr_crop.json``, ``sr_crop_failures.png``;
 training logs copied to ``experiments/sr_crop/logs/``.
 """
@@ -53,7 +54,34 @@ SHIP = {"johnson_pixel": "johnson_x4_vgg_pixel"}  # run -> shipped name (with --
 
 
 def run_dir(name: str) -> Path:
-    return ROOT / "runs" / "sr_crop" / name
+    return Path(os.environ.get("PERCEPTLAB_RUNS", "~/perceptlab-runs")).expanduser() / "sr_crop" / name
+
+
+def _sr_losses():
+    """experiments/sr_losses/run.py as a module (its card writer and defects table)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sr_losses_run", ROOT / "experiments" / "sr_losses" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def restore_shipped() -> list[str]:
+    """Put the package's copy of each shipped run (:data:`SHIP`) whose folder has no weights back there, with its
+    training log as metrics.csv; return the runs restored."""
+    restored = []
+    for name, shipped in SHIP.items():
+        weights = run_dir(name) / "model.safetensors"
+        source = ROOT / "src" / "perceptlab" / "models" / f"{shipped}.safetensors"
+        if weights.is_file() or not source.is_file():
+            continue
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, weights)
+        if (HERE / "logs" / f"{name}.csv").is_file():
+            shutil.copyfile(HERE / "logs" / f"{name}.csv", run_dir(name) / "metrics.csv")
+        restored.append(name)
+    return restored
 
 
 def recipe(name: str) -> dict:
@@ -307,6 +335,10 @@ def write_report(results: dict) -> None:
         for metric in METRICS:
             cells = [fmt(metric, entries[n]["benchmarks"][bench]["mean"][metric]) for n in names]
             lines.append(f"| {bench} | {metric} | " + " | ".join(cells) + " |")
+    sr_losses = _sr_losses()
+    lines += ["", "## Defects the perceptual scores do not see", "",
+              "Medians over each benchmark's images (grid also its worst image): " + sr_losses.DEFECTS_TEXT + ".", "",
+              *sr_losses.defects_table(entries)]
     lines += [
         "",
         "## Limits",
@@ -331,11 +363,7 @@ def write_report(results: dict) -> None:
 
 def ship(results: dict) -> None:
     """Copy the runs of :data:`SHIP` into the package with model cards (the card writer of sr_losses)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sr_losses_run", ROOT / "experiments" / "sr_losses" / "run.py")
-    sr_losses = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sr_losses)
+    sr_losses = _sr_losses()
     target = ROOT / "src" / "perceptlab" / "models"
     worst = {r["model"]: r["worst"] for r in summary_rows(results)}
     for name, shipped in SHIP.items():
@@ -361,8 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-only", action="store_true", help="evaluate (and cache) the finished runs, no report")
     parser.add_argument("--report-only", action="store_true", help="evaluate the finished runs and report")
     parser.add_argument("--ship", action="store_true", help=f"copy {', '.join(SHIP)} into the package with a card")
+    parser.add_argument("--restore-shipped", action="store_true",
+                        help="first put the package's copy of each shipped run whose folder is gone back there")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
+    if args.restore_shipped:
+        print(f"restored from the package: {', '.join(restore_shipped()) or 'none'}", file=sys.stderr)
     names = args.only or list(RUNS)
     if not (args.report_only or args.eval_only):
         for name in names:

@@ -6,7 +6,9 @@
     python experiments/sr_losses/run.py --report-only --ship   # also copy the weights into the package
 
 Recipes: ``recipes/NAME.toml`` (paths relative to the repository root). Runs
-live in ``runs/sr_losses/NAME`` (git-ignored) and resume where they stopped.
+live in ``$PERCEPTLAB_RUNS/sr_losses/NAME`` (default ``~/perceptlab-runs``, outside the checkout) and resume
+where they stopped; ``--restore-shipped`` puts the package's copy of a model whose run folder is gone
+there, so that the report can score it again.
 Outputs: ``docs/experiments/sr_losses.md``, ``sr_losses.json`` and
 ``sr_losses_crops.png``; with ``--ship``, ``src/perceptlab/models/NAME.safetensors`` + ``NAME.md``.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tomllib
@@ -29,14 +32,47 @@ HERE = Path(__file__).resolve().parent
 MODELS = ("srcnn_x4_mse", "srcnn_x4_vgg", "johnson_x4_mse", "johnson_x4_vgg")
 BENCHMARKS = ("Set5", "Set14", "BSD100")
 DOCS = ROOT / "docs" / "experiments"
+PACKAGE_MODELS = ROOT / "src" / "perceptlab" / "models"
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("PERCEPTLAB_RUNS", "~/perceptlab-runs")).expanduser() / "sr_losses"
+
+
+def restore_shipped(runs: Path, names: tuple[str, ...] = MODELS) -> list[str]:
+    """Put the package's weights (and the training log kept beside the recipes) of each shipped model whose run
+    folder has no ``model.safetensors`` into that folder; return the names restored. The run folder then has no
+    checkpoint: training it again starts from scratch."""
+    restored = []
+    for name in names:
+        weights, shipped = runs / name / "model.safetensors", PACKAGE_MODELS / f"{name}.safetensors"
+        if weights.is_file() or not shipped.is_file():
+            continue
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shipped, weights)
+        if (HERE / "logs" / f"{name}.csv").is_file():
+            shutil.copyfile(HERE / "logs" / f"{name}.csv", runs / name / "metrics.csv")
+        restored.append(name)
+    return restored
 
 
 def recipe(name: str) -> dict:
     values = tomllib.loads((HERE / "recipes" / f"{name}.toml").read_text())
     values["data"] = [str((ROOT / p).resolve()) for p in values["data"]]
-    if values.get("val_data"):
-        values["val_data"] = str((ROOT / values["val_data"]).resolve())
+    for key in ("val_data", "init"):
+        if values.get(key):
+            values[key] = str((ROOT / values[key]).resolve())
     return values
+
+
+def stage_one(name: str) -> dict:
+    """Steps and training minutes of the first stage of a two-stage model (``recipes/NAME_12k.toml`` and its log)."""
+    import csv
+
+    first = tomllib.loads((HERE / "recipes" / f"{name}_12k.toml").read_text())
+    with open(HERE / "logs" / f"{name}_12k.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    return {"steps": first["steps"], "minutes": round(float(rows[-1]["seconds"]) / 60, 1)}
 
 
 def train(name: str, runs: Path, steps: int | None) -> None:
@@ -66,8 +102,13 @@ def evaluate_model(name: str, runs: Path) -> dict | None:
     entry: dict = {"benchmarks": {}}
     if name != "bicubic":
         _, meta = load_model_file(weights)
+        config = json.loads(meta["config"])
         entry |= {"steps": int(meta["steps"]), "train_minutes": round(float(meta["train_seconds"]) / 60, 1),
-                  "losses": json.loads(meta["config"])["losses"]}  # fmt: skip
+                  "losses": config["losses"]}  # fmt: skip
+        if config.get("init"):  # a second stage: its first stage's budget counts too (its log beside the recipes)
+            first = stage_one(name)
+            entry |= {"steps": f"{first['steps']} + {entry['steps']}",
+                      "train_minutes": f"{first['minutes']} + {entry['train_minutes']}"}  # fmt: skip
     data = ROOT.parent / "shared" / "data"
     entry["benchmarks"] = evaluate_benchmarks(model, [data / b for b in BENCHMARKS], 4, progress=sys.stderr.isatty())
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -208,6 +249,26 @@ def default_model_line(results: dict) -> str:
             f"models, {agree} what `perceptlab upscale` uses by default (`{DEFAULT_SR_MODEL}`).")
 
 
+DEFECTS_TEXT = ("grid: a pattern fixed to the output's 4x4 lattice (HR photos score about 0.007; visible from "
+                "about 0.05); LR-PSNR: the output shrunk x4 against its LR input, dB (does the output keep its "
+                "input's content); colour shift: the largest per-channel difference of image means to the HR, "
+                "in 8-bit levels (protocol above; `perceptlab eval sr` columns)")
+
+
+def defects_table(models: dict) -> list[str]:
+    """What LPIPS and DISTS miss, per model and benchmark: grid median / worst, LR-PSNR and colour shift medians."""
+    lines = ["| model | " + " | ".join(f"{b} grid median / worst | {b} LR-PSNR | {b} colour shift" for b in BENCHMARKS)
+             + " |", "|---|" + "---:|" * (3 * len(BENCHMARKS))]  # fmt: skip
+    for name, entry in models.items():
+        cells = []
+        for b in BENCHMARKS:
+            median, worst = entry["benchmarks"][b]["median"], entry["benchmarks"][b]["worst"]
+            cells += [f"{median['grid']:.3f} / {worst['grid']:.3f}", f"{median['lr_psnr']:.1f}",
+                      f"{median['color_shift']:.1f}"]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_report(results: dict, runs: Path) -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / "sr_losses.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -222,7 +283,9 @@ def write_report(results: dict, runs: Path) -> None:
         "",
         "Question (from a practitioner reading Johnson et al. 2016): *would a plain SRCNN give as good a "
         "result by simply swapping its MSE loss for a VGG loss?* We train the four combinations with the same "
-        "data, crops, batch, optimiser and number of steps, and evaluate them on the standard benchmarks.",
+        "data, crops, batch, optimiser and number of steps, and evaluate them on the standard benchmarks. "
+        "The pixel-loss SRCNN, the baseline, is then trained on (a second stage at a lower learning rate, "
+        "`recipes/srcnn_x4_mse.toml`) towards the published SRCNN's PSNR; its steps column shows both stages.",
         "",
         "Reproduce: `python experiments/sr_losses/run.py` (recipes in `experiments/sr_losses/recipes/`).",
         "",
@@ -250,6 +313,11 @@ def write_report(results: dict, runs: Path) -> None:
         "",
         "PSNR-Y/SSIM-Y: higher is better; LPIPS/DISTS: lower is better. For scale: the published SRCNN "
         "(trained far longer) reaches 30.48 / 27.50 / 26.90 dB PSNR-Y on Set5 / Set14 / BSD100.",
+        "",
+        "Defects the perceptual scores do not see (medians over each benchmark's images; grid also its worst "
+        "image): " + DEFECTS_TEXT + ".",
+        "",
+        *defects_table(results["models"]),
         "",
         "![crops](sr_losses_crops.png)",
         "",
@@ -284,10 +352,13 @@ def model_card(name: str, values: dict, entry: dict, hardware: str, recipe_line:
                worst: tuple[float, str, str] | None = None, report: str = "docs/experiments/sr_losses.md",
                trained_on: str = TRAINED_ON) -> str:  # fmt: skip
     """The model card of a shipped SR model: recipe, data, budget, hardware, evaluation, worst image."""
-    table = ["| benchmark | PSNR-Y | SSIM-Y | LPIPS | DISTS |", "|---|---:|---:|---:|---:|"]
+    table = ["| benchmark | PSNR-Y | SSIM-Y | LPIPS | DISTS | grid median / worst | LR-PSNR | colour shift |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for b in BENCHMARKS:
-        m = entry["benchmarks"][b]["mean"]
-        table.append(f"| {b} | {m['psnr_y']:.2f} | {m['ssim_y']:.4f} | {m['lpips']:.3f} | {m['dists']:.3f} |")
+        m, median, worst = (entry["benchmarks"][b][k] for k in ("mean", "median", "worst"))
+        table.append(f"| {b} | {m['psnr_y']:.2f} | {m['ssim_y']:.4f} | {m['lpips']:.3f} | {m['dists']:.3f} | "
+                     f"{median['grid']:.3f} / {worst['grid']:.3f} | {median['lr_psnr']:.1f} | "
+                     f"{median['color_shift']:.1f} |")  # fmt: skip
     card = [
         f"# {name}",
         "",
@@ -302,7 +373,7 @@ def model_card(name: str, values: dict, entry: dict, hardware: str, recipe_line:
         f"- recipe: {recipe_line}",
         "",
         "Evaluation (protocol of `perceptlab eval sr`: benchmark LR inputs, PSNR-Y/SSIM-Y shaved by 4 px, "
-        "LPIPS-alex and DISTS on RGB):",
+        "LPIPS-alex and DISTS on RGB, means over the images; " + DEFECTS_TEXT + ", medians):",
         "",
         *table,
         "",
@@ -337,12 +408,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=MODELS, action="append", help="train only these models")
     parser.add_argument("--steps", type=int, help="override the recipes' step budget (resumed runs go further)")
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "sr_losses")
+    parser.add_argument("--runs", type=Path, default=runs_root())
+    parser.add_argument("--restore-shipped", action="store_true",
+                        help="first put the package's copy of each shipped model whose run folder is gone there")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--ship", action="store_true", help="copy the weights into src/perceptlab/models with cards")
     parser.add_argument("--eval-only", action="store_true", help="evaluate (and cache) the models trained so far")
     args = parser.parse_args()
+    if args.restore_shipped:
+        print(f"restored from the package: {', '.join(restore_shipped(args.runs)) or 'none'}", file=sys.stderr)
     if not (args.report_only or args.eval_only):
         for name in args.only or MODELS:
             train(name, args.runs, args.steps)
