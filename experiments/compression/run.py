@@ -45,9 +45,12 @@ COMMON = {
     "sample_every": 1000, "ckpt_every": 100, "log_every": 20, "seed": 0, "threads": 1,
 }  # fmt: skip
 # The first evaluation (docs/experiments/compression.md) had base models of 8000 steps, loss still falling: the
-# bases now go on to 30 000 (resumed); the other points are then fine-tuned again from the longer bases (move their
-# old run folders away first, since a finished run is not retrained).
-BASE_STEPS, FINE_STEPS = 30000, 2000
+# bases went on to 30 000 (resumed). The hyperprior's loss was then flat over its last 10 000 steps at lr 3e-4, so
+# the learning rate falls tenfold for the last 3000 steps of a base (BASE_DECAY) and the last 500 of a fine-tuned
+# point (FINE_DECAY), as Balle et al. end their trainings. The other points are fine-tuned again from each longer
+# base (move their old run folders away first, since a finished run is not retrained).
+BASE_STEPS, FINE_STEPS = 33000, 2000
+BASE_DECAY, FINE_DECAY, DECAY = 30000, 1500, 0.1
 CODECS = ("jpeg", "webp", "avif", "jpeg2000", "jpegxl", "hevc")
 METRICS = ("psnr", "ms_ssim", "vmaf", "lpips")
 
@@ -63,10 +66,11 @@ def names() -> list[str]:
 
 def recipe(name: str) -> dict:
     arch, point = name.rsplit("_", 1)
-    values = COMMON | {"arch": arch, "lambda_": LAMBDAS[point]}
+    values = COMMON | {"arch": arch, "lambda_": LAMBDAS[point], "lr_gamma": DECAY}
     if point == BASE_POINT:
-        return values | {"steps": BASE_STEPS}
-    return values | {"steps": FINE_STEPS, "init": str(runs_root() / f"{arch}_{BASE_POINT}" / "model.safetensors")}
+        return values | {"steps": BASE_STEPS, "lr_milestones": [BASE_DECAY]}
+    return values | {"steps": FINE_STEPS, "lr_milestones": [FINE_DECAY],
+                     "init": str(runs_root() / f"{arch}_{BASE_POINT}" / "model.safetensors")}  # fmt: skip
 
 
 def train(name: str, steps: int | None = None) -> None:

@@ -88,7 +88,7 @@ def names() -> list[str]:
 def codec_recipe(name: str) -> dict:
     kind, point = name.rsplit("_", 1)
     values = mse_runs.recipe(f"hyperprior_{point}") | CODEC_RUNS[kind]
-    values |= {"steps": FINE_STEPS, "alpha": ALPHA, "sample_every": 500,
+    values |= {"steps": FINE_STEPS, "lr_milestones": [mse_runs.FINE_DECAY], "alpha": ALPHA, "sample_every": 500,
                "init": str(mse_runs.runs_root() / f"hyperprior_{point}" / "model.safetensors")}  # fmt: skip
     if values["distortion"] == "vmaf_proxy":
         values["proxy"] = str(runs_root() / "proxy_vmaf" / "model.safetensors")
