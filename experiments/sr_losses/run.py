@@ -396,7 +396,8 @@ def ship(results: dict, runs: Path) -> None:
         entry = results["models"][name]
         shutil.copyfile(runs / name / "model.safetensors", target / f"{name}.safetensors")
         (HERE / "logs").mkdir(exist_ok=True)
-        shutil.copyfile(runs / name / "metrics.csv", HERE / "logs" / f"{name}.csv")
+        if (runs / name / "metrics.csv").is_file():  # (a run restored from the package may have none)
+            shutil.copyfile(runs / name / "metrics.csv", HERE / "logs" / f"{name}.csv")
         recipe_line = (f"`experiments/sr_losses/recipes/{name}.toml`, training log `experiments/sr_losses/logs/{name}.csv`; "
                        f"reproduce with `python experiments/sr_losses/run.py --only {name}`")  # fmt: skip
         card = model_card(name, recipe(name), entry, results["hardware"], recipe_line, worst.get(name))
