@@ -221,6 +221,29 @@ def test_style_gallery_shows_every_shipped_style_in_the_readme(tmp_path):
     assert text.index("```\n") < text.index(experiment.GALLERY_BEGIN) < text.index("Text after.")
 
 
+def test_style_look_pictures_show_each_photo_next_to_the_runs_latest_weights(tmp_path):
+    import os
+    import shutil
+
+    from PIL import Image
+
+    from perceptlab.style.models import shipped_style_models
+
+    shared_dir("kodak")
+    experiment = _load("style_models")
+    folder = experiment.run_dir("wave", tmp_path)
+    folder.mkdir()
+    shutil.copyfile(shipped_style_models()["style_starry_night"], folder / "model.safetensors")
+    os.utime(folder / "model.safetensors", (1000, 1000))
+    (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")  # newer than the model: the one looked at
+    with pytest.raises(Exception):
+        experiment.look("wave", tmp_path, side=64)
+    (folder / "checkpoint.pt").unlink()
+    whole, crops = experiment.look("wave", tmp_path, side=64)
+    assert Image.open(whole).size[0] >= 2 * 64 and Image.open(whole).size[1] >= len(experiment.LOOK_PHOTOS) * 42
+    assert Image.open(crops).size[1] > Image.open(whole).size[1] / 2
+
+
 def test_every_sr_default_recipe_is_a_valid_training_config_at_its_named_scale():
     from perceptlab.sr.train import SRTrainConfig
 

@@ -243,6 +243,32 @@ def gallery(photo: Path, docs: Path, readme: Path) -> list[Path]:
     return written
 
 
+LOOK_PHOTOS = ("kodim05", "kodim15", "kodim23")  # motorbikes (detail), a face, parrots (colour); never trained on
+
+
+def look(name: str, runs: Path, side: int = 384) -> list[Path]:
+    """Pictures to check a run by eye before shipping it: each of :data:`LOOK_PHOTOS` at ``side`` px next to its
+    stylisation (``RUN/look.png``), and the busiest 96 px square of each enlarged 3x (``RUN/look_crops.png``)."""
+    from perceptlab.io import read_image
+    from perceptlab.ops.resize import resize_longer_side
+    from perceptlab.plot.sheets import crop_sheet, whole_image_sheet
+    from perceptlab.style.models import load_style_model, stylize_feedforward
+
+    folder = run_dir(name, runs)
+    weights = max((p for p in (folder / "model.safetensors", folder / "checkpoint.pt") if p.is_file()),
+                  key=lambda p: p.stat().st_mtime)  # the later of the finished model and the run's checkpoint
+    net = load_style_model(str(weights))
+    rows = []
+    for photo in LOOK_PHOTOS:
+        x = resize_longer_side(read_image(ROOT.parent / "shared" / "data" / "kodak" / f"{photo}.png"), side)
+        with torch.no_grad():
+            rows.append((photo, {"photo": x, name: stylize_feedforward(net, x).clamp(0, 1)}))
+    written = [folder / "look.png", folder / "look_crops.png"]
+    whole_image_sheet(rows, shrink=1).save(written[0])
+    crop_sheet(rows, crop=96, zoom=3, focus=name).save(written[1])
+    return written
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=STYLES, action="append", help="only these styles")
@@ -252,7 +278,15 @@ def main() -> int:
     parser.add_argument("--ship", action="store_true", help="after training, copy the models into the package")
     parser.add_argument("--ship-only", action="store_true", help="ship the finished runs without training")
     parser.add_argument("--gallery", action="store_true", help="only write the README gallery of the shipped styles")
+    parser.add_argument("--look", action="store_true", help="only write pictures of the --only runs (finished or "
+                        "at their last checkpoint) to look at: RUN/look.png and RUN/look_crops.png")  # fmt: skip
     args = parser.parse_args()
+    if args.look:
+        for name in args.only or list(STYLES):
+            if (run_dir(name, args.runs) / "checkpoint.pt").is_file():
+                for path in look(name, args.runs.resolve()):
+                    print(f"wrote {path}", file=sys.stderr)
+        return 0
     if args.gallery:
         for path in gallery(ROOT.parent / "shared" / "data" / "kodak" / f"{GALLERY_PHOTO}.png",
                             ROOT / "docs" / "style_gallery", ROOT / "README.md"):  # fmt: skip
