@@ -24,6 +24,35 @@ def test_returns_requested_layers_only_and_stops_after_the_deepest():
     assert list(net.body)[-1] == "relu2_2"  # nothing deeper is built
 
 
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_until_stops_after_a_layer_with_the_same_activations(precision, monkeypatch):
+    net = VGG16Features(("conv2_2", "relu1_2", "relu2_2", "relu4_3"), weights=None, precision=precision)
+    x = torch.rand(2, 3, 32, 32)
+    whole = net(x)
+    for until, expected in (("relu1_2", ["relu1_2"]), ("conv2_2", ["relu1_2", "conv2_2"]),
+                            ("relu2_2", ["relu1_2", "conv2_2", "relu2_2"])):  # fmt: skip
+        part = net(x, until=until)
+        assert list(part) == expected and all(torch.equal(part[k], whole[k]) for k in part)
+    ran = []
+    pool = torch.nn.MaxPool2d.forward
+    monkeypatch.setattr(torch.nn.MaxPool2d, "forward", lambda self, t: ran.append(1) or pool(self, t))
+    net(x, until="relu2_2")
+    assert ran == [1]  # pool1 only: the pass stopped before pool2
+    with pytest.raises(ValueError, match="until must be one of the requested layers"):
+        net(x, until="relu3_3")
+
+
+def test_style_content_targets_are_the_full_pass_activations():
+    from perceptlab.style import StyleTransferLoss
+
+    loss = StyleTransferLoss(torch.rand(1, 3, 48, 48), vgg_weights=None)
+    photo = torch.rand(2, 3, 40, 40)
+    targets = loss.content_targets(photo)
+    assert list(targets) == list(loss.content_layers)
+    assert all(torch.equal(v, loss.net(photo)[k]) for k, v in targets.items())
+
+
 def test_shapes_for_every_vgg_block():
     out = VGG16Features(("relu3_3", "relu4_3", "relu5_3", "pool5"), weights=None)(torch.rand(1, 3, 64, 48))
     assert out["relu3_3"].shape == (1, 256, 16, 12)

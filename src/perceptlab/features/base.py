@@ -159,9 +159,13 @@ class FeatureNet(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Args: x: RGB images, (N, 3, H, W) in [0, 1]. Returns: ``{layer: (N, C, h, w)}``."""
+    def forward(self, x: torch.Tensor, until: str | None = None) -> dict[str, torch.Tensor]:
+        """Args: x: RGB images, (N, 3, H, W) in [0, 1]; until: stop after this requested layer (the layers up
+        to it, computed as without it; a target that needs only shallow layers skips the rest). Returns:
+        ``{layer: (N, C, h, w)}``."""
         check_image(x, "input", channels=3)
+        if until is not None and until not in self.layers:
+            raise ValueError(f"until must be one of the requested layers {', '.join(self.layers)}, got {until!r}")
         h, w = x.shape[-2:]
         if min(h, w) < self.min_size:
             raise ValueError(
@@ -192,6 +196,8 @@ class FeatureNet(nn.Module):
                                  "relu", [], ""), relu  # fmt: skip
             if name in self.layers:
                 out[name] = x.float() if bf16 else x
+            if until is not None and until in out:
+                break
         return out
 
     def train(self, mode: bool = True) -> FeatureNet:

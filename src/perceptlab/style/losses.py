@@ -60,7 +60,8 @@ class StyleTransferLoss(nn.Module):
     image's Gram matrices are computed once, here, and kept as buffers; a
     content given as a dict from :meth:`content_targets` is used as is (the
     optimisation of one image computes it once), while a content tensor (a
-    training batch) takes one more VGG pass without a graph.
+    training batch) takes one more VGG pass without a graph, only as deep as
+    the deepest content layer (relu2_2: a third of the pass to relu4_3).
 
     The style Grams are computed **at the style image's own size**, or after
     resizing its longer side to ``style_size``. Gram matrices do not depend on
@@ -178,7 +179,8 @@ class StyleTransferLoss(nn.Module):
     def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """The content layers' activations of ``content``; pass the dict as ``content`` to skip that pass."""
         check_image(content, "content", channels=3)
-        features = self.net(content)
+        deepest = [name for name in self.net.layers if name in self.content_layers][-1]
+        features = self.net(content, until=deepest)  # the style layers below it are not needed here
         return {name: features[name] for name in self.content_layers}
 
     def forward(self, pred: torch.Tensor, content: torch.Tensor | dict) -> dict[str, torch.Tensor]:
