@@ -167,11 +167,12 @@ def model_card(name: str, result: dict) -> str:
     mean = {m: sum(row[m] for row in rows) / len(rows) for m in ("bpp", *METRICS)} if rows else {}
     lines = [f"# codec_{name}", "",
              f"Learned image codec, `{arch}` (Ballé et al. {'2017, factorised prior' if arch == 'bls2017' else '2018, scale hyperprior'}), "
-             f"N={r['N']}, M={r['M']}, MSE-optimised at lambda {r['lambda_']} (`{point}`). Stored compact: "
-             "convolution weights in float16, coding tables in integers (computed in float32 and int64); the "
-             "numbers below are this file's.", "",
+             f"N={r['N']}, M={r['M']}, MSE-optimised at lambda {r['lambda_']} (`{point}`).", "",
+             "- stored compact: convolution weights in float16, coding tables in integers (computed in float32 and "
+             "int64); the numbers below are this file's",
              f"- training data: T91, BSD200, BSDS500_test200 (never Kodak); random {r['crop']} px crops, batch "
-             f"{r['batch_size']}, Adam lr {r['lr']}",
+             f"{r['batch_size']}, Adam lr {r['lr']}" + (f", {1 / r['lr_gamma']:.0f} times lower after step "
+             f"{r['lr_milestones'][0]}" if r.get("lr_milestones") else ""),
              f"- steps: {meta.get('steps')}" + (f", fine-tuned from `codec_{arch}_{BASE_POINT}`" if r.get("init") else
                                                  " from scratch")
              + f"; training wall time {float(meta.get('train_seconds', 0)) / 60:.0f} min on one CPU thread",
