@@ -4,6 +4,7 @@
     python experiments/style_models/run.py --ship                   # train all (resuming), then ship them
     python experiments/style_models/run.py --ship-only              # ship the finished runs as they are
     python experiments/style_models/run.py --gallery                # README gallery of the shipped styles
+    python experiments/style_models/run.py --look --only wave       # pictures of a run to look at before shipping
 
 Recipes: ``recipes/NAME.toml`` (paths relative to the repository root); the
 same as ``perceptlab train style --config recipes/NAME.toml --out runs/style_NAME``,
