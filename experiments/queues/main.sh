@@ -1,0 +1,35 @@
+#!/bin/bash
+# Main training queue (issues 13 and 14): one thread, nice 10, every run resumable; run it again after a stop (a
+# finished run returns at once). Started at the beginning of a session, in the background:
+#     nohup experiments/queues/main.sh > /dev/null 2>&1 &
+# It runs a copy of itself, so that editing or pulling this file while it runs is safe. Arguments: PIDs to wait
+# for first. Logs go to the run folders' parents under $PERCEPTLAB_RUNS (default ~/perceptlab-runs).
+# Order: wave (style, first pass to 1000 steps); the default upscaler's stage 2 on to 3000 steps (does BSD100 LPIPS
+# reach Real-ESRGAN's 0.284 without the GAN stage?); x2 (the scale users ask for most); the SRCNN baseline's second
+# stage; udnie; the sr_crop run whose weights were lost; composition_vii; The Scream at style weight 3e4; x8; the
+# x4 GAN stage; every style to its recipe's 2000 steps.
+if [ -z "$PERCEPTLAB_QUEUE_ROOT" ]; then
+  export PERCEPTLAB_QUEUE_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+  copy=$(mktemp /tmp/perceptlab-queue.XXXXXX) && cp "$0" "$copy" && exec bash "$copy" "$@"
+fi
+for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do sleep 20; done; done
+cd "$PERCEPTLAB_QUEUE_ROOT" || exit 1
+export OMP_NUM_THREADS=1
+R=${PERCEPTLAB_RUNS:-~/perceptlab-runs}
+mkdir -p $R/style_models $R/sr_default $R/sr_losses $R/sr_crop
+py() { nice -n 10 .venv/bin/python "$@"; }
+style() { py experiments/style_models/run.py --only $1 --steps $2 >> $R/style_models/train.log 2>&1; }
+sr() { py experiments/sr_default/run.py --train "$@" >> $R/sr_default/$1.log 2>&1; }
+style wave 1000 || exit 1
+sr perceptsr_x4_vgg_grid --steps 3000 || exit 1  # (its 1500-step folder: ~/perceptlab-runs/old/perceptsr_x4_vgg_grid_1500)
+sr perceptsr_x2_psnr || exit 1
+sr perceptsr_x2_vgg_grid || exit 1
+py experiments/sr_losses/run.py --only srcnn_x4_mse --train-only >> $R/sr_losses/train.log 2>&1 || exit 1
+style udnie 1000 || exit 1
+py experiments/sr_crop/run.py --only johnson_crop128 --train-only >> $R/sr_crop/train.log 2>&1 || exit 1
+style composition_vii 1000 || exit 1
+style the_scream 1000 || exit 1  # (its style weight 1e4 run: ~/perceptlab-runs/old/style_the_scream_w1e4)
+sr perceptsr_x8_psnr || exit 1
+sr perceptsr_x8_vgg_grid || exit 1
+sr perceptsr_x4_gan || exit 1
+for s in the_scream wave udnie composition_vii starry_night; do style $s 2000 || exit 1; done
