@@ -323,6 +323,18 @@ def test_sr_default_makes_the_benchmarks_a_release_lacks_and_scores_other_scales
     lines = experiment.other_scales_section({"bicubic_x8": entry} | {"perceptsr_x8_psnr": entry | {"steps": 3}})
     assert sum(line.startswith("| `perceptsr_x8_psnr` (3 steps) | x8 |") for line in lines) == 3
     assert experiment.other_scales_section({"bicubic_x8": entry}) == []
+    # An x8 model ships only when it beats bicubic x8 and meets the plain targets; its card says x8.
+    model = entry | {"steps": 3, "train_minutes": 0.1}
+    results = {"hardware": "test", "models": {}, "other_scales": {"bicubic_x8": entry, "perceptsr_x8_vgg_grid": model}}
+    checks = experiment.other_scale_checks(model, entry)
+    bicubic_lpips = f"{entry['benchmarks']['Set5']['mean']['lpips']:.3f}"
+    assert len(checks) == 6 * 3 and not checks[f"Set5 LPIPS mean < bicubic {bicubic_lpips}"]
+    card = experiment.model_card("perceptsr_x8_vgg_grid", results)
+    assert card.startswith("# perceptsr_x8\n") and "x8 super-resolution" in card and "bicubic x1/8" in card
+    assert "--scale 8" in card and "Targets at x8" in card
+    with pytest.raises(SystemExit, match="not shipping perceptsr_x8_vgg_grid: .*LPIPS mean < bicubic"):
+        experiment.ship("perceptsr_x8_vgg_grid", results)
+    assert not (experiment.ROOT / "src" / "perceptlab" / "models" / "perceptsr_x8.md").exists()
 
 
 def test_compression_measures_and_ships_the_compact_copy_made_once_per_weights(tmp_path, monkeypatch):

@@ -242,6 +242,22 @@ def test_upscale_refuses_odd_flags(files, capsys, monkeypatch, argv, expected):
     _fails(["upscale", files["a"], "-o", files["tmp"] / "big.png", *argv], capsys, expected)
 
 
+def test_upscale_scale_picks_the_default_of_that_scale_or_says_none_ships(files, capsys, monkeypatch):
+    from perceptlab.sr import models
+
+    _no_work(monkeypatch, "perceptlab.cli.upscale:upscale_tiled")
+    shipped = {k: v for k, v in models.shipped_sr_models().items() if k not in ("perceptsr_x2", "perceptsr_x8")}
+    monkeypatch.setattr(models, "shipped_sr_models", lambda: shipped)  # as before the x2 and x8 models ship
+    _fails(["upscale", files["a"], "-o", files["tmp"] / "big.png", "--scale", "2"], capsys,
+           "no shipped x2 model", "shipped defaults: x4", "--model bicubic --scale 2")  # fmt: skip
+    assert models.default_sr_model() == models.default_sr_model(4) == "perceptsr_x4"
+    fake = dict(shipped, perceptsr_x2=shipped["perceptsr_x4"])  # a file under the x2 default's name
+    monkeypatch.setattr(models, "shipped_sr_models", lambda: fake)
+    assert models.default_sr_model(2) == "perceptsr_x2"
+    _fails(["upscale", files["a"], "-o", files["tmp"] / "big.png", "--scale", "3"], capsys, "no shipped x3 model",
+           "shipped defaults: x2, x4")  # fmt: skip
+
+
 @pytest.mark.parametrize("command", ["upscale", "stylize"])
 def test_unknown_output_suffix_is_refused_for_one_input(files, capsys, command):
     target = files["tmp"] / "out.xyz"

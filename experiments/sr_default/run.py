@@ -66,7 +66,8 @@ STOPPED = {
                                                 "lr_psnr": (48.9, 48.3), "color_shift": (0.12, 0.16)}},
 }  # fmt: skip
 # Runs shipped under another name: the run's name says how it was made, the shipped name what it is.
-SHIP_AS = {"perceptsr_x4_vgg_grid": "perceptsr_x4"}
+SHIP_AS = {"perceptsr_x4_vgg_grid": "perceptsr_x4", "perceptsr_x2_vgg_grid": "perceptsr_x2",
+           "perceptsr_x8_vgg_grid": "perceptsr_x8"}  # fmt: skip
 BASELINES = ("bicubic", "johnson_x4_vgg_pixel")  # the old default
 BENCHMARKS = ("Set5", "Set14", "BSD100")
 # Real-ESRGAN x4plus (ncnn, CPU backend) on the benchmarks' bicubic inputs, as measured in issue 13
@@ -240,6 +241,25 @@ def checks(entry: dict) -> dict[str, bool]:
     return out
 
 
+def other_scale_checks(entry: dict, bicubic: dict) -> dict[str, bool]:
+    """An x2 or x8 model's targets on every benchmark at its scale: issue 13's grid, LR-PSNR and colour targets, and
+    LPIPS and DISTS means better than bicubic's at that scale (no peer was measured there). What ``--ship`` of such
+    a model requires."""
+    out = {}
+    for b in BENCHMARKS:
+        rows = entry["benchmarks"][b]["images"]
+        out[f"{b} grid worst <= {TARGETS['grid_worst']}"] = _stats(rows, "grid")["max"] <= TARGETS["grid_worst"]
+        out[f"{b} grid median <= {TARGETS['grid_median']}"] = _stats(rows, "grid")["median"] <= TARGETS["grid_median"]
+        out[f"{b} LR-PSNR median >= {TARGETS['lr_psnr_median']}"] = (
+            _stats(rows, "lr_psnr")["median"] >= TARGETS["lr_psnr_median"])  # fmt: skip
+        out[f"{b} colour shift median <= {TARGETS['color_shift_median']}"] = (
+            _stats(rows, "color_shift")["median"] <= TARGETS["color_shift_median"])  # fmt: skip
+        for m in ("lpips", "dists"):
+            out[f"{b} {m.upper()} mean < bicubic {bicubic['benchmarks'][b]['mean'][m]:.3f}"] = (
+                entry["benchmarks"][b]["mean"][m] < bicubic["benchmarks"][b]["mean"][m])  # fmt: skip
+    return out
+
+
 def beats(new: dict, old: dict) -> dict[str, bool]:
     """Is ``new`` better than ``old`` on every benchmark and measure (means; medians for the plain measures)?"""
     out = {}
@@ -399,8 +419,16 @@ def findings(results: dict) -> list[str]:
 def model_card(name: str, results: dict) -> str:
     from perceptlab.sr.models import DEFAULT_SR_MODEL
 
-    entry, r = results["models"][name], recipe(name)
-    shipped = SHIP_AS.get(name, name)
+    r, shipped = recipe(name), SHIP_AS.get(name, name)
+    if name in OTHER_SCALES:
+        entry = results["other_scales"][name]
+        scale, start = entry["scale"], OTHER_SCALES[name]
+        ok = other_scale_checks(entry, results["other_scales"][f"bicubic_x{scale}"])
+        targets = f"Targets at x{scale} (issue 13's plain measures; LPIPS and DISTS against bicubic x{scale})"
+    else:
+        entry, scale, start = results["models"][name], 4, STAGES[name]
+        ok = checks(entry)
+        targets = "Issue 13's targets"
     default = shipped == DEFAULT_SR_MODEL
     rows = ["| benchmark | PSNR-Y | SSIM-Y | LPIPS | DISTS | grid median / worst | LR-PSNR median | colour shift median |",
             "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -409,13 +437,12 @@ def model_card(name: str, results: dict) -> str:
         rows.append(f"| {b} | {m['psnr_y']:.2f} | {m['ssim_y']:.4f} | {m['lpips']:.3f} | {m['dists']:.3f} | "
                     f"{_stats(images, 'grid')['median']:.3f} / {_stats(images, 'grid')['max']:.3f} | "
                     f"{_stats(images, 'lr_psnr')['median']:.1f} | {_stats(images, 'color_shift')['median']:.2f} |")
-    ok = checks(entry)
     lines = [f"# {shipped}", "",
-             "x4 super-resolution, network `perceptsr` (residual blocks at input resolution, ICNR sub-pixel "
+             f"x{scale} super-resolution, network `perceptsr` (residual blocks at input resolution, ICNR sub-pixel "
              "upsampling, bicubic skip), trained by perceptlab's own trainer.", "",
-             f"- losses: {', '.join(r['losses'])}" + (f"; started from `{STAGES[name]}`" if STAGES[name] else ""),
+             f"- losses: {', '.join(r['losses'])}" + (f"; started from `{start}`" if start else ""),
              "- training data: T91, BSD200 and the 200 images BSDS500 added (never Set5/Set14/BSD100), random "
-             f"{r['hr_crop']} px HR crops with flips and rotations; LR = MATLAB-style bicubic x1/4",
+             f"{r['hr_crop']} px HR crops with flips and rotations; LR = MATLAB-style bicubic x1/{scale}",
              f"- optimiser: Adam lr {r['lr']}, batch {r['batch_size']}, seed {r['seed']}; loss network "
              f"{r.get('vgg_precision', 'fp32')}",
              f"- steps: {entry['steps']}; training wall time: {entry['train_minutes']} min on one CPU thread",
@@ -424,18 +451,32 @@ def model_card(name: str, results: dict) -> str:
              f"reproduce with `python experiments/sr_default/run.py --train {name}`",
              "", "Evaluation (`perceptlab eval sr` protocol; the plain measures are medians over images):", "",
              *rows, "",
-             f"Issue 13's targets met: {sum(ok.values())} of {len(ok)}; not met: "
+             f"{targets} met: {sum(ok.values())} of {len(ok)}; not met: "
              + (", ".join(k for k, v in ok.items() if not v) or "none") + ".", "",
              ("- use: `perceptlab upscale photo.jpg -o big.png` (the default), or `--model " + shipped + "`"
-              if default else "- use: `perceptlab upscale photo.jpg -o big.png --model " + shipped + "`; not the "
+              if default else f"- use: `perceptlab upscale photo.jpg -o big.png --scale {scale}` (the default at "
+              f"x{scale}), or `--model {shipped}`" if name in OTHER_SCALES else
+              "- use: `perceptlab upscale photo.jpg -o big.png --model " + shipped + "`; not the "
               "default: a fidelity model (no invented texture), its LPIPS is worse than the default's"), "",
-             "Enlarged crops next to bicubic, the old default and HR (docs/experiments/sr_default.md):", "",
-             "![crops](../../../docs/experiments/sr_default_crops.png)", ""]  # fmt: skip
+             *(["Next to bicubic at the same scale: docs/experiments/sr_default.md, section \"x2 and x8\".", ""]
+               if name in OTHER_SCALES else
+               ["Enlarged crops next to bicubic, the old default and HR (docs/experiments/sr_default.md):", "",
+                "![crops](../../../docs/experiments/sr_default_crops.png)", ""])]  # fmt: skip
     return "\n".join(lines)
 
 
 def ship(name: str, results: dict) -> None:
+    """Copy a run into the package with its card. An x2/x8 model ships only when it meets every check of
+    :func:`other_scale_checks` (SystemExit naming the failures otherwise)."""
     target, shipped = ROOT / "src" / "perceptlab" / "models", SHIP_AS.get(name, name)
+    if name in OTHER_SCALES:
+        entry = results["other_scales"].get(name)
+        if entry is None:
+            raise SystemExit(f"not shipping {name}: it is not trained")
+        failed = [k for k, v in other_scale_checks(entry, results["other_scales"][f"bicubic_x{entry['scale']}"]).items()
+                  if not v]  # fmt: skip
+        if failed:
+            raise SystemExit(f"not shipping {name}: " + "; ".join(failed))
     shutil.copyfile(run_dir(name) / "model.safetensors", target / f"{shipped}.safetensors")
     (HERE / "logs").mkdir(exist_ok=True)
     shutil.copyfile(run_dir(name) / "metrics.csv", HERE / "logs" / f"{name}.csv")
@@ -447,7 +488,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", choices=tuple(STARTS_FROM), help="train (or resume) this stage, then stop")
     parser.add_argument("--steps", type=int, help="with --train: the step budget (raise it to train further)")
-    parser.add_argument("--ship", choices=tuple(STAGES), help="after the report, copy this run into the package")
+    parser.add_argument("--ship", choices=(*STAGES, *(n for n in OTHER_SCALES if n in SHIP_AS)),
+                        help="after the report, copy this run into the package (as SHIP_AS names it)")
     parser.add_argument("--no-figures", action="store_true", help="skip the pictures")
     args = parser.parse_args()
     if args.train:

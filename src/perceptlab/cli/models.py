@@ -22,10 +22,11 @@ def add_parser(subparsers) -> None:
 
 
 def shipped() -> list[dict]:
-    """Every shipped model's :func:`perceptlab.training.model_info`, SR first, the default SR model marked."""
+    """Every shipped model's :func:`perceptlab.training.model_info`, SR first, the default SR models (one per
+    scale) marked."""
     from perceptlab.codec.models import shipped_codec_models
     from perceptlab.deepsim.models import shipped_deepsim_models
-    from perceptlab.sr.models import DEFAULT_SR_MODEL, shipped_sr_models
+    from perceptlab.sr.models import DEFAULT_SR_MODELS, shipped_sr_models
     from perceptlab.style.models import shipped_style_models
     from perceptlab.training import model_info
 
@@ -33,7 +34,7 @@ def shipped() -> list[dict]:
     for path in [*shipped_sr_models().values(), *shipped_style_models().values(), *shipped_codec_models().values(),
                  *shipped_deepsim_models().values()]:  # fmt: skip
         info = model_info(path)
-        info["default"] = info["name"] == DEFAULT_SR_MODEL
+        info["default"] = info["name"] in DEFAULT_SR_MODELS.values()
         rows.append(info)
     return rows
 

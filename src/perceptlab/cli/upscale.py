@@ -12,7 +12,7 @@ from PIL import Image
 from perceptlab.cli._jobs import add_keep_going, image_jobs, raise_if_failed, run_each
 from perceptlab.io import is_grayscale, read_image, save_image
 from perceptlab.ops.color import match_histograms
-from perceptlab.sr.models import DEFAULT_SR_MODEL, load_sr_model
+from perceptlab.sr.models import DEFAULT_SR_MODEL, default_sr_model, load_sr_model
 from perceptlab.tiling import upscale_tiled
 
 # The factor of --model bicubic when --scale is not given.
@@ -32,10 +32,13 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image file or folder")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output file or folder")
-    p.add_argument("--model", default=DEFAULT_SR_MODEL, help=f"a shipped model (list them with `perceptlab models --task sr`), a model.safetensors, checkpoint.pt or run folder, or bicubic (default: {DEFAULT_SR_MODEL})")
+    p.add_argument("--model", default=None, help="a shipped model (list them with `perceptlab models --task sr`), "
+                   "a model.safetensors, checkpoint.pt or run folder, or bicubic (default: the shipped default of "
+                   f"--scale, {DEFAULT_SR_MODEL} at x4)")  # fmt: skip
     p.add_argument("--scale", type=int, default=None,
-                   help=f"upscaling factor, for --model bicubic (default {BICUBIC_SCALE}); a trained model has its "
-                        "own factor, and asking it for another is an error")  # fmt: skip
+                   help=f"upscaling factor: without --model, the shipped default of that scale; for --model bicubic "
+                        f"(default {BICUBIC_SCALE}); a trained model has its own factor, and asking it for another is "
+                        "an error")  # fmt: skip
     p.add_argument("--tile", type=int, default=64, help="tile side in input pixels (default 64)")
     p.add_argument("--overlap", type=int, default=None,
                    help="context around each tile in input pixels (default: the model's receptive field)")  # fmt: skip
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--tile must be at least 1 and --overlap at least 0, got {args.tile} and {args.overlap}")
     if args.scale is not None and args.scale < 1:
         raise ValueError(f"--scale must be a positive integer, got {args.scale}")
+    if args.model is None:
+        args.model = default_sr_model(args.scale)
     jobs = image_jobs(args.inputs, args.output)
     net = load_sr_model(args.model, scale=args.scale or BICUBIC_SCALE)
     scale = int(net.scale)
