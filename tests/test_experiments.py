@@ -198,6 +198,55 @@ def test_perceptual_compression_table_is_the_per_image_bd_rate_against_our_mse_c
     assert "alternating: +2.5 % against the source's -23.35 %: opposite direction" in checks
 
 
+
+def test_perceptual_compression_ships_a_methods_four_compact_points_and_the_proxy_with_cards(tmp_path, monkeypatch):
+    import torch
+
+    from perceptlab.codec import CodecModel, CodecTrainConfig, load_codec_model
+    from perceptlab.codec.proxy import load_proxy
+    from perceptlab.codec.train import save_codec_weights
+    from perceptlab.nets.proxy import QualityProxy
+    from perceptlab.training import save_model_file
+
+    experiment = _load("perceptual_compression")
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path / "runs"))
+    runs = experiment.runs_root()
+    for point in experiment.POINTS:
+        model = CodecModel("hyperprior", N=8, M=12).eval()
+        model.build_tables()
+        save_codec_weights(runs / f"alternate_{point}" / "model.safetensors", model,
+                           CodecTrainConfig(arch="hyperprior", N=8, M=12, data=["x"], distortion="vmaf_proxy"),
+                           {"name": f"alternate_{point}", "steps": "2000", "train_seconds": "600"})  # fmt: skip
+    proxy = runs / "proxy_vmaf"
+    save_model_file(proxy / "model.safetensors", QualityProxy(8),
+                    {"task": "proxy", "width": "8", "steps": "3000", "train_seconds": "540", "config": "{}"})  # fmt: skip
+    (proxy / "validation.json").write_text(json.dumps({"srocc": 0.95, "plcc": 0.97, "rmse": 5.8,
+                                                       "patches": [{"kind": "jpeg", "vmaf": 50, "proxy": 52}]}))  # fmt: skip
+    files = experiment.curve_models()["ours_alternate"]
+    assert all(f.name == "shipped.safetensors" for f in files)
+    rows = [{"codec": "ours_alternate", "param": str(f), "image": "a", "bpp": 0.1 * (i + 1), "psnr": 27.0 + i,
+             "ms_ssim": 0.9, "vmaf": 60.0 + i, "lpips": 0.3} for i, f in enumerate(files)]  # fmt: skip
+    curves = {"rows": rows, "codecs": {"ours_alternate": {}}, "machine": "AMD EPYC, 2 cores",
+              "table": {"vmaf": {"ours_alternate": {"mean": -21.5, "std": 4.0}}}}
+    with pytest.raises(SystemExit, match="not shipping vmaf"):
+        experiment.ship("vmaf", curves, tmp_path)
+    target = tmp_path / "models"
+    target.mkdir()
+    written = experiment.ship("alternate", curves, target)
+    assert sorted(p.name for p in written if p.suffix == ".safetensors") == [
+        *(f"codec_hyperprior_alternate_{q}.safetensors" for q in experiment.POINTS), "proxy_vmaf.safetensors"]
+    card = (target / "codec_hyperprior_alternate_q2.md").read_text()
+    assert card.startswith("# codec_hyperprior_alternate_q2\n") and "alternately" in card and "bpp 0.2" in card
+    assert "vmaf 61" in card and "VMAF BD-rate -21.5 % ± 4.0" in card and "10 min" in card
+    assert "SROCC 0.950, PLCC 0.970, RMSE 5.8" in (target / "proxy_vmaf.md").read_text()
+    shipped = load_codec_model(str(target / "codec_hyperprior_alternate_q2.safetensors"))
+    assert shipped.tables is not None and next(shipped.parameters()).dtype == torch.float32
+    assert load_proxy(str(target / "proxy_vmaf.safetensors")) is not None
+    from perceptlab.codec.models import SHIPPED_CODEC
+
+    assert {f"codec_hyperprior_alternate_{q}" for q in experiment.POINTS} <= set(SHIPPED_CODEC)
+
+
 def test_style_gallery_shows_every_shipped_style_in_the_readme(tmp_path):
     import torch
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -135,7 +136,7 @@ def test_every_shipped_deepsim_model_has_a_card_and_works_on_photos_it_never_saw
             assert own >= 20, own
 
 
-@pytest.mark.parametrize("arch", ["bls2017", "hyperprior"])
+@pytest.mark.parametrize("arch", ["bls2017", "hyperprior", "hyperprior_alternate", "hyperprior_vmaf"])
 def test_every_shipped_codec_writes_a_real_file_that_decodes_and_its_rates_are_in_order(arch, tmp_path):
     # On a Kodak crop it never trained on: each of the four points compresses to a file and decompresses to
     # the image's size; more bits for a higher rate point, and a decent picture at each.
@@ -144,9 +145,11 @@ def test_every_shipped_codec_writes_a_real_file_that_decodes_and_its_rates_are_i
     from perceptlab.io import read_image, write_image
     from perceptlab.metrics import psnr
 
-    names = [n for n in SHIPPED_CODEC if n.startswith(f"codec_{arch}_")]
+    names = [n for n in SHIPPED_CODEC if re.fullmatch(f"codec_{arch}_q[0-9]", n)]
+    assert len(names) == 4
     if not set(names) <= set(shipped_codec_models()):
-        pytest.skip(f"the {arch} codec models are not shipped yet (experiments/compression/run.py --ship)")
+        pytest.skip(f"the {arch} codec models are not shipped yet (experiments/compression or perceptual_compression: "
+                    "run.py --ship)")
     photo = load_rgb(shared_dir("kodak") / "kodim23.png")[..., 100:292, 200:456]
     write_image(photo, tmp_path / "photo.png")
     sizes, quality = [], []

@@ -7,6 +7,7 @@
     python experiments/perceptual_compression/run.py --train alternate_q1    # the other rate points (q1, q2, q4)
     python experiments/perceptual_compression/run.py --train-all             # all of the above, in that order
     python experiments/perceptual_compression/run.py                         # evaluate on Kodak, write the report
+    python experiments/perceptual_compression/run.py --ship alternate        # ... and ship that method's 4 points
 
 The three-way comparison fine-tunes the same MSE-trained model (``hyperprior_q3`` of
 experiments/compression, the base of our MSE curve) at the same λ, with
@@ -175,13 +176,95 @@ def evaluate_point(limit: int | None = None) -> dict:
 
 
 def curve_models() -> dict[str, list[Path]]:
-    """``{"ours_alternate": [q1..q4 weights], ...}`` for each method of CURVES trained at every rate point."""
+    """``{"ours_alternate": [q1..q4 files], ...}`` for each method of CURVES trained at every rate point: the compact
+    copies that ship (experiments/compression's ``shipping_copy``), so that the report measures the shipped files."""
     out = {}
     for kind in CURVES:
         paths = [runs_root() / f"{kind}_{point}" / "model.safetensors" for point in POINTS]
         if all(p.is_file() for p in paths):
-            out[f"ours_{kind}"] = paths
+            out[f"ours_{kind}"] = [mse_runs.shipping_copy(p) for p in paths]
     return out
+
+
+SHIP_NAME = "codec_hyperprior_{kind}_{point}"  # the shipped name of a method's rate point (SHIPPED_CODEC lists them)
+
+
+def curve_card(kind: str, point: str, curves: dict) -> str:
+    """The model card of one rate point of a perceptual method: recipe, data, budget, hardware, Kodak numbers."""
+    from perceptlab.training import load_model_file
+
+    run = runs_root() / f"{kind}_{point}"
+    _, meta = load_model_file(run / "model.safetensors")
+    r, name = codec_recipe(f"{kind}_{point}"), SHIP_NAME.format(kind=kind, point=point)
+    spec = str(run / "shipped.safetensors")
+    rows = [row for row in curves["rows"] if row["codec"] == f"ours_{kind}" and row["param"] == spec]
+    mean = {m: statistics.fmean(row[m] for row in rows) for m in ("bpp", *METRICS)} if rows else {}
+    what = {"alternate": "against a VMAF proxy trained alternately with the codec (Chen et al.)",
+            "vmaf": "against VMAF itself (vmaf-torch, differentiable)"}.get(kind, f"with distortion {r['distortion']}")
+    bd = curves.get("table", {}).get("vmaf", {}).get(f"ours_{kind}")
+    lines = [f"# {name}", "",
+             f"Learned image codec, `hyperprior` (Ballé et al. 2018), N={r['N']}, M={r['M']}, optimised for "
+             f"perceptual quality {what}: D = {r['alpha']}·L_p + {1 - r['alpha']:.1f}·255²·MSE at lambda "
+             f"{r['lambda_']} (`{point}`).", "",
+             "- stored compact: convolution weights in float16, coding tables in integers; the numbers below are "
+             "this file's",
+             f"- steps: {meta.get('steps')}, fine-tuned from `codec_hyperprior_{point}` (the MSE model of the same "
+             f"lambda), Adam lr {r['lr']}, {1 / r['lr_gamma']:.0f} times lower after step {r['lr_milestones'][0]}; "
+             f"training wall time {float(meta.get('train_seconds', 0)) / 60:.0f} min on one CPU thread",
+             f"- training data: T91, BSD200, BSDS500_test200 (never Kodak); random {r['crop']} px crops, batch "
+             f"{r['batch_size']}",
+             "- hardware: the 2-core CPU machines of our sessions (one thread, beside other trainings: the wall time "
+             f"is an upper bound); evaluated on {curves.get('machine', 'the same machines')}",
+             f"- use: `perceptlab compress photo.png -o photo.plc --model {name}`, then "
+             "`perceptlab decompress photo.plc -o photo.png`",
+             "- recipe: `experiments/perceptual_compression/run.py`; report, RD curves and the source's BD-rate table: "
+             "`docs/experiments/perceptual_compression.md`", ""]  # fmt: skip
+    if mean:
+        lines += ["Kodak (24 images, real .plc files): " + ", ".join(f"{k} {v:.4g}" for k, v in mean.items()), ""]
+    if bd:
+        lines += [f"The method's four points: VMAF BD-rate {bd['mean']:+.1f} % ± {bd['std']:.1f} against our MSE "
+                  "codec (per Kodak image, mean ± std).", ""]
+    return "\n".join(lines)
+
+
+def proxy_card(folder: Path) -> str:
+    """The model card of the VMAF proxy: what it learnt from, and its accuracy on held-back photos."""
+    from perceptlab.training import load_model_file
+
+    _, meta = load_model_file(folder / "model.safetensors")
+    v = json.loads((folder / "validation.json").read_text())
+    return "\n".join([
+        "# proxy_vmaf", "",
+        f"A small CNN (4 layers, width {PROXY['width']}, on luma) that predicts VMAF v0.6.1 of a (reference, "
+        "decoded) pair of image patches, for `perceptlab train codec --distortion vmaf_proxy --proxy proxy_vmaf`.", "",
+        f"- training data: {PROXY['crop']} px crops of T91, BSD200 and BSDS500_test200 (never Kodak), distorted by "
+        f"{', '.join(PROXY['kinds'])} (`codec`: our MSE codecs' outputs), each labelled with true VMAF as drawn",
+        f"- steps: {meta.get('steps')} of batch {PROXY['batch_size']}, Adam lr {PROXY['lr']}; training wall time "
+        f"{float(meta.get('train_seconds', 0)) / 60:.0f} min on one CPU thread of our 2-core machines",
+        f"- accuracy against true VMAF on {len(v['patches'])} patches of held-back photos (every "
+        f"{PROXY['holdout']}th image): SROCC {v['srocc']:.3f}, PLCC {v['plcc']:.3f}, RMSE {v['rmse']:.1f} VMAF points",
+        "- limits: trained on crops, it scores whole images less exactly, and a codec trained against it frozen "
+        "learns to fool it (docs/experiments/perceptual_compression.md)", ""])
+
+
+def ship(kind: str, curves: dict, target: Path) -> list[Path]:
+    """Copy the compact files of ``kind``'s four rate points into ``target`` with their cards (and the proxy
+    with its card, for a method that trains against it). SystemExit unless all four are trained and measured."""
+    import shutil
+
+    if f"ours_{kind}" not in curves["codecs"]:
+        raise SystemExit(f"not shipping {kind}: its four rate points are not all trained and measured")
+    written = []
+    for point in POINTS:
+        name = SHIP_NAME.format(kind=kind, point=point)
+        shutil.copyfile(runs_root() / f"{kind}_{point}" / "shipped.safetensors", target / f"{name}.safetensors")
+        (target / f"{name}.md").write_text(curve_card(kind, point, curves))
+        written += [target / f"{name}.safetensors", target / f"{name}.md"]
+    if CODEC_RUNS[kind].get("distortion") == "vmaf_proxy":
+        shutil.copyfile(runs_root() / "proxy_vmaf" / "model.safetensors", target / "proxy_vmaf.safetensors")
+        (target / "proxy_vmaf.md").write_text(proxy_card(runs_root() / "proxy_vmaf"))
+        written += [target / "proxy_vmaf.safetensors", target / "proxy_vmaf.md"]
+    return written
 
 
 def evaluate_curves(limit: int | None = None) -> dict:
@@ -389,6 +472,8 @@ def main() -> int:
     parser.add_argument("--train", choices=names(), help="train (or resume) one run, then stop")
     parser.add_argument("--train-all", action="store_true", help="train (or resume) every run in order")
     parser.add_argument("--limit", type=int, help="evaluate the first N Kodak images only (no picture)")
+    parser.add_argument("--ship", choices=CURVES, help="after the report, copy this method's four rate points (and "
+                        "the proxy it trains against) into the package with model cards")  # fmt: skip
     args = parser.parse_args()
     import torch
 
@@ -410,6 +495,12 @@ def main() -> int:
     picture_path = picture(result) if not args.limit else None
     (DOCS / "perceptual_compression.md").write_text(report(result, picture_path, curves_out))
     print(f"wrote {DOCS / 'perceptual_compression.md'}", file=sys.stderr)
+    if args.ship:
+        if args.limit:
+            raise SystemExit("--ship needs the evaluation of all Kodak images (no --limit)")
+        target = ROOT / "src" / "perceptlab" / "models"
+        for path in ship(args.ship, curves | {"table": curves_out["table"]}, target):
+            print(f"shipped {path.name}", file=sys.stderr)
     return 0
 
 
