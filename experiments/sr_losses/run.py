@@ -260,12 +260,16 @@ DEFECTS_TEXT = ("grid: a pattern fixed to the output's 4x4 lattice (HR photos sc
 
 
 def defects_table(models: dict) -> list[str]:
-    """What LPIPS and DISTS miss, per model and benchmark: grid median / worst, LR-PSNR and colour shift medians."""
+    """What LPIPS and DISTS miss, per model and benchmark: grid median / worst, LR-PSNR and colour shift medians
+    (``not measured`` for an entry scored before these measures existed)."""
     lines = ["| model | " + " | ".join(f"{b} grid median / worst | {b} LR-PSNR | {b} colour shift" for b in BENCHMARKS)
              + " |", "|---|" + "---:|" * (3 * len(BENCHMARKS))]  # fmt: skip
     for name, entry in models.items():
         cells = []
         for b in BENCHMARKS:
+            if "grid" not in entry["benchmarks"][b].get("median", {}):
+                cells += ["not measured"] * 3
+                continue
             median, worst = entry["benchmarks"][b]["median"], entry["benchmarks"][b]["worst"]
             cells += [f"{median['grid']:.3f} / {worst['grid']:.3f}", f"{median['lr_psnr']:.1f}",
                       f"{median['color_shift']:.1f}"]  # fmt: skip
