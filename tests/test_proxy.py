@@ -186,6 +186,32 @@ def test_distortion_specs_scales_and_the_alpha_mix():
         Distortion("vmaf", alpha=1.5)
 
 
+
+def test_another_base_distortion_replaces_mse_in_the_mix_and_is_checked(photos, tmp_path):
+    proxy = QualityProxy(width=8)
+    x = torch.rand(2, 3, 64, 64)
+    x_hat = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    mixed = Distortion("vmaf_proxy", 0.25, proxy, base="feature:relu2_2")(x_hat, x)
+    alone = Distortion("feature:relu2_2")(x_hat, x)
+    assert torch.allclose(mixed["distortion"], 0.25 * (100 - mixed["vmaf_proxy"]) + 0.75 * alone["distortion"])
+    assert torch.allclose(mixed["feature"], alone["feature"]) and "mse" in mixed
+    for spec, base, message in (("mse", "lpips", "other than itself"), ("lpips", "lpips", "other than itself"),
+                                ("lpips", "vmaf", "must be one of")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            Distortion(spec, 0.5, base=base)
+    for kwargs, message in ((dict(distortion="lpips", base_distortion="vmaf_proxy", alpha=0.5), "must be one of"),
+                            (dict(distortion="lpips", base_distortion="dists"), "alpha below 1"),
+                            (dict(distortion="mse", base_distortion="lpips", alpha=0.5), "perceptual --distortion"),
+                            (dict(distortion="lpips", base_distortion="ms_ssim", alpha=0.5), "at least 161")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            _codec_config(photos, **kwargs).validate()
+    # a short run logs both terms
+    train_codec(_codec_config(photos, steps=2, distortion="lpips", alpha=0.5, base_distortion="dists"),
+                tmp_path / "run", progress=False)  # fmt: skip
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"lpips", "dists", "mse"} <= set(header)
+
+
 def test_the_codec_gradient_passes_through_the_proxy_without_training_it():
     proxy = QualityProxy(width=8)
     x = torch.rand(1, 3, 32, 32)

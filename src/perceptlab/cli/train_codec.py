@@ -16,7 +16,9 @@ _CODEC_HELP = {
     "distortion": "the distortion D: mse, ms_ssim, lpips, dists, feature:LAYER (VGG-16), vmaf (differentiable, "
                   "vmaf-torch: v0.6.1, luma, motion off) or vmaf_proxy (a trained quality proxy, --proxy); the "
                   "perceptual ones are scaled to 255^2 * MSE's order (perceptlab.codec.distortion)",
-    "alpha": "weight of the perceptual distortion against MSE: D = alpha * L_p + (1 - alpha) * 255^2 * MSE",
+    "alpha": "weight of the perceptual distortion against L_d: D = alpha * L_p + (1 - alpha) * L_d",
+    "base_distortion": "L_d: mse (255^2 * MSE, as Chen et al.), ms_ssim, lpips, dists or feature:LAYER, scaled as "
+                       "the distortions are (needs --alpha below 1)",
     "proxy": "quality proxy for --distortion vmaf_proxy: a model.safetensors or run folder of train proxy",
     "alternate": "with vmaf_proxy: train the proxy on the codec's outputs (true VMAF labels) after every codec "
                  "step, as Chen et al. do; without it the proxy stays frozen and can be fooled",

@@ -2,7 +2,9 @@
 
 ``--distortion NAME`` with ``--alpha A`` gives, as Chen et al. (ProxIQA) write it,
 ``D = A·L_p + (1 - A)·L_d`` with ``L_d = 255²·MSE`` and ``L_p`` the perceptual term below
-(``A = 1``, the default: the perceptual term alone). Each term is scaled so that, for our
+(``A = 1``, the default: the perceptual term alone). ``--base-distortion`` chooses another
+``L_d`` among the terms below but the two VMAFs (``lpips``, say, so that a VMAF-trained codec
+is held to LPIPS rather than to MSE), scaled the same way. Each term is scaled so that, for our
 MSE-trained ``q3`` codec on 128-pixel training crops, it is of the same order as ``255²·MSE``
 (75 there): one λ grid serves every distortion, and ``A`` mixes comparable numbers.
 
@@ -29,6 +31,7 @@ from torch import nn
 
 PERCEPTUAL = ("ms_ssim", "lpips", "dists", "feature", "vmaf", "vmaf_proxy")
 DISTORTIONS = ("mse", *PERCEPTUAL)
+BASES = ("mse", "ms_ssim", "lpips", "dists", "feature")  # what L_d may be
 SCALES = {"mse": 255.0**2, "ms_ssim": 1.0, "lpips": 100.0, "dists": 100.0, "feature": 10.0, "vmaf": 1.0,
           "vmaf_proxy": 1.0}  # fmt: skip
 # MS-SSIM's five scales need this many pixels (perceptlab.metrics.ssim.ms_ssim).
@@ -59,21 +62,31 @@ class Distortion(nn.Module):
 
     Args:
         spec: the distortion's name (``feature:LAYER`` for VGG features).
-        alpha: the weight of the perceptual term against ``255²·MSE``, in ``[0, 1]``.
+        alpha: the weight of the perceptual term against ``L_d``, in ``[0, 1]``.
+        base: ``L_d``, one of :data:`BASES` (``feature:LAYER`` too); default ``255²·MSE``.
         proxy: the quality proxy (:class:`perceptlab.nets.proxy.QualityProxy`) for ``vmaf_proxy``.
             Its weights are not trained through ``D``: the codec's gradient passes through it
             to the image only.
 
     ``forward`` returns ``{"distortion": D, "mse": MSE, NAME: the perceptual value}`` (the value
-    unscaled: LPIPS, the proxy's VMAF estimate, ...); only ``distortion`` carries gradients.
+    unscaled: LPIPS, the proxy's VMAF estimate, ...; ``L_d``'s too when it is not MSE); only
+    ``distortion`` carries gradients.
     """
 
-    def __init__(self, spec: str = "mse", alpha: float = 1.0, proxy: nn.Module | None = None):
+    def __init__(self, spec: str = "mse", alpha: float = 1.0, proxy: nn.Module | None = None, base: str = "mse"):
         super().__init__()
         self.name, self.arg = parse_distortion(spec)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
         self.alpha = float(alpha) if self.name != "mse" else 1.0
+        base_name, _ = parse_distortion(base)
+        if base_name not in BASES:
+            raise ValueError(f"base distortion must be one of {', '.join(BASES)} (feature as feature:LAYER), "
+                             f"got {base!r}")  # fmt: skip
+        if base_name != "mse" and (self.name == "mse" or base == spec):
+            raise ValueError(f"base distortion {base} mixes with a perceptual --distortion other than itself, "
+                             f"not with {spec}")  # fmt: skip
+        self.base = None if base_name == "mse" else Distortion(base)
         if self.name == "vmaf_proxy" and proxy is None:
             raise ValueError("distortion vmaf_proxy needs a trained quality proxy (--proxy)")
         self.proxy = proxy
@@ -115,6 +128,10 @@ class Distortion(nn.Module):
         d, value = self.perceptual(x_hat, x)
         terms[self.name] = value
         distortion = self.alpha * SCALES[self.name] * d
-        if self.alpha < 1:
+        if self.alpha < 1 and self.base is None:
             distortion = distortion + (1 - self.alpha) * SCALES["mse"] * mse
+        elif self.alpha < 1:
+            base = self.base(x_hat, x)
+            terms[self.base.name] = base[self.base.name]
+            distortion = distortion + (1 - self.alpha) * base["distortion"]
         return {"distortion": distortion, **terms}

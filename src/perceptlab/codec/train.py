@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from perceptlab.codec.distortion import DISTORTIONS, MS_SSIM_MIN_SIDE, Distortion, parse_distortion
+from perceptlab.codec.distortion import BASES, DISTORTIONS, MS_SSIM_MIN_SIDE, Distortion, parse_distortion
 from perceptlab.training import TrainConfig, save_model_file
 
 ARCHS = ("bls2017", "hyperprior")
@@ -65,7 +65,9 @@ class CodecTrainConfig(TrainConfig):
         lambda_: weight of the distortion (``--lambda``; see the module docstring).
         distortion: ``mse``, ``ms_ssim``, ``lpips``, ``dists``, ``feature:LAYER``, ``vmaf`` or ``vmaf_proxy``
             (:mod:`perceptlab.codec.distortion`).
-        alpha: weight of the perceptual distortion against ``255²·MSE``: ``D = α·L_p + (1-α)·L_d``.
+        alpha: weight of the perceptual distortion against ``L_d``: ``D = α·L_p + (1-α)·L_d``.
+        base_distortion: ``L_d``: ``mse`` (``255²·MSE``, Chen et al.'s), or ``ms_ssim``, ``lpips``, ``dists``,
+            ``feature:LAYER``, scaled as the distortions are.
         proxy: the quality proxy for ``vmaf_proxy`` (a ``train proxy`` model, run folder or shipped name).
         alternate: train the proxy too, one step after every codec step (``vmaf_proxy`` only).
         proxy_lr: Adam learning rate of the proxy when ``alternate``.
@@ -98,6 +100,7 @@ class CodecTrainConfig(TrainConfig):
     lambda_: float = 0.0067
     distortion: str = "mse"
     alpha: float = 1.0
+    base_distortion: str = "mse"
     proxy: str | None = None
     alternate: bool = False
     proxy_lr: float = 1e-4
@@ -126,6 +129,13 @@ class CodecTrainConfig(TrainConfig):
         name, _ = parse_distortion(self.distortion)
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {self.alpha}")
+        base, _ = parse_distortion(self.base_distortion)
+        if base not in BASES:
+            raise ValueError(f"base_distortion must be one of {', '.join(BASES)} (feature as feature:LAYER), got "
+                             f"{self.base_distortion!r}")  # fmt: skip
+        if base != "mse" and (name == "mse" or self.base_distortion == self.distortion or self.alpha == 1):
+            raise ValueError(f"base_distortion {self.base_distortion} is L_d in alpha * L_p + (1 - alpha) * L_d: it "
+                             "needs a perceptual --distortion other than itself and --alpha below 1")  # fmt: skip
         if name == "vmaf_proxy" and not self.proxy:
             raise ValueError("distortion vmaf_proxy needs a trained quality proxy (--proxy; see train proxy)")
         if self.proxy and name != "vmaf_proxy":
@@ -148,7 +158,7 @@ class CodecTrainConfig(TrainConfig):
         stride = CODEC_NETS[self.arch].stride
         if self.crop < stride or self.crop % stride:
             raise ValueError(f"crop must be a positive multiple of {stride} for {self.arch}, got {self.crop}")
-        if name == "ms_ssim" and self.crop < MS_SSIM_MIN_SIDE:
+        if "ms_ssim" in (name, base) and self.crop < MS_SSIM_MIN_SIDE:
             raise ValueError(f"ms_ssim needs crops of at least {MS_SSIM_MIN_SIDE} pixels, got {self.crop}")
         if not (self.lambda_ > 0 and self.lr > 0) or self.threads < 0:
             raise ValueError(f"lambda and lr must be positive and threads non-negative, got {self.lambda_}, "
@@ -243,7 +253,7 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
         if config.alternate:
             proxy_optimizer = torch.optim.Adam(proxy.parameters(), lr=config.proxy_lr)
             state |= {"proxy": proxy, "proxy_optimizer": proxy_optimizer}
-    distortion = Distortion(config.distortion, config.alpha, proxy).to(processes.device)
+    distortion = Distortion(config.distortion, config.alpha, proxy, config.base_distortion).to(processes.device)
     data = ImageCrops(config.data, crop=config.crop, seed=config.seed)
     val_paths = list_images(config.val_data) if config.val_data else []
     if config.val_data and not val_paths:
