@@ -9,12 +9,8 @@ if [ -z "$PERCEPTLAB_QUEUE_ROOT" ]; then
   export PERCEPTLAB_QUEUE_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
   copy=$(mktemp /tmp/perceptlab-queue.XXXXXX) && cp "$0" "$copy" && exec bash "$copy" "$@"
 fi
-for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do sleep 20; done; done
-cd "$PERCEPTLAB_QUEUE_ROOT" || exit 1
-export OMP_NUM_THREADS=1
-R=${PERCEPTLAB_RUNS:-~/perceptlab-runs}
+source "$PERCEPTLAB_QUEUE_ROOT/experiments/queues/common.sh" "$@"
 mkdir -p $R/compression $R/perceptual_compression $R/old/compression_prev $R/old/perceptual_prev
-py() { nice -n 10 .venv/bin/python "$@"; }
 stale() {  # $1: run folder, $2: the model it starts from; true when the folder was made from an earlier one
   [ -d "$1" ] && [ "$1/checkpoint.pt" -ot "$2" ] && [ "$1/model.safetensors" -ot "$2" ]
 }

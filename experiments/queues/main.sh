@@ -12,12 +12,8 @@ if [ -z "$PERCEPTLAB_QUEUE_ROOT" ]; then
   export PERCEPTLAB_QUEUE_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
   copy=$(mktemp /tmp/perceptlab-queue.XXXXXX) && cp "$0" "$copy" && exec bash "$copy" "$@"
 fi
-for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do sleep 20; done; done
-cd "$PERCEPTLAB_QUEUE_ROOT" || exit 1
-export OMP_NUM_THREADS=1
-R=${PERCEPTLAB_RUNS:-~/perceptlab-runs}
+source "$PERCEPTLAB_QUEUE_ROOT/experiments/queues/common.sh" "$@"
 mkdir -p $R/style_models $R/sr_default $R/sr_losses $R/sr_crop
-py() { nice -n 10 .venv/bin/python "$@"; }
 style() { py experiments/style_models/run.py --only $1 --steps $2 >> $R/style_models/train.log 2>&1; }
 sr() { py experiments/sr_default/run.py --train "$@" >> $R/sr_default/$1.log 2>&1; }
 style wave 1000 || exit 1
