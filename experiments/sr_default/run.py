@@ -224,17 +224,22 @@ def other_scales_section(others: dict) -> list[str]:
     return lines + [""]
 
 
+def _plain_checks(entry: dict, b: str) -> dict[str, bool]:
+    """Issue 13's grid, LR-PSNR and colour targets on benchmark ``b`` (medians; grid also its worst image)."""
+    rows = entry["benchmarks"][b]["images"]
+    return {f"{b} grid worst <= {TARGETS['grid_worst']}": _stats(rows, "grid")["max"] <= TARGETS["grid_worst"],
+            f"{b} grid median <= {TARGETS['grid_median']}": _stats(rows, "grid")["median"] <= TARGETS["grid_median"],
+            f"{b} LR-PSNR median >= {TARGETS['lr_psnr_median']}":
+                _stats(rows, "lr_psnr")["median"] >= TARGETS["lr_psnr_median"],
+            f"{b} colour shift median <= {TARGETS['color_shift_median']}":
+                _stats(rows, "color_shift")["median"] <= TARGETS["color_shift_median"]}  # fmt: skip
+
+
 def checks(entry: dict) -> dict[str, bool]:
     """Issue 13's targets on every benchmark, and Real-ESRGAN's LPIPS/DISTS means where it was measured."""
     out = {}
     for b in BENCHMARKS:
-        rows = entry["benchmarks"][b]["images"]
-        out[f"{b} grid worst <= {TARGETS['grid_worst']}"] = _stats(rows, "grid")["max"] <= TARGETS["grid_worst"]
-        out[f"{b} grid median <= {TARGETS['grid_median']}"] = _stats(rows, "grid")["median"] <= TARGETS["grid_median"]
-        out[f"{b} LR-PSNR median >= {TARGETS['lr_psnr_median']}"] = (
-            _stats(rows, "lr_psnr")["median"] >= TARGETS["lr_psnr_median"])  # fmt: skip
-        out[f"{b} colour shift median <= {TARGETS['color_shift_median']}"] = (
-            _stats(rows, "color_shift")["median"] <= TARGETS["color_shift_median"])  # fmt: skip
+        out |= _plain_checks(entry, b)
         for m in ("lpips", "dists"):
             out[f"{b} {m.upper()} mean < Real-ESRGAN {PEER['mean'][b][m]}"] = (
                 entry["benchmarks"][b]["mean"][m] < PEER["mean"][b][m])  # fmt: skip
@@ -247,13 +252,7 @@ def other_scale_checks(entry: dict, bicubic: dict) -> dict[str, bool]:
     a model requires."""
     out = {}
     for b in BENCHMARKS:
-        rows = entry["benchmarks"][b]["images"]
-        out[f"{b} grid worst <= {TARGETS['grid_worst']}"] = _stats(rows, "grid")["max"] <= TARGETS["grid_worst"]
-        out[f"{b} grid median <= {TARGETS['grid_median']}"] = _stats(rows, "grid")["median"] <= TARGETS["grid_median"]
-        out[f"{b} LR-PSNR median >= {TARGETS['lr_psnr_median']}"] = (
-            _stats(rows, "lr_psnr")["median"] >= TARGETS["lr_psnr_median"])  # fmt: skip
-        out[f"{b} colour shift median <= {TARGETS['color_shift_median']}"] = (
-            _stats(rows, "color_shift")["median"] <= TARGETS["color_shift_median"])  # fmt: skip
+        out |= _plain_checks(entry, b)
         for m in ("lpips", "dists"):
             out[f"{b} {m.upper()} mean < bicubic {bicubic['benchmarks'][b]['mean'][m]:.3f}"] = (
                 entry["benchmarks"][b]["mean"][m] < bicubic["benchmarks"][b]["mean"][m])  # fmt: skip
