@@ -427,3 +427,24 @@ def test_sr_losses_restores_shipped_runs_reads_two_stage_budgets_and_tables_the_
              "worst": {"grid": 0.0456, "lr_psnr": 30.0, "color_shift": 3.0}}
     table = experiment.defects_table({"m": {"benchmarks": dict.fromkeys(experiment.BENCHMARKS, bench)}})
     assert table[0].count("grid median / worst") == 3 and table[2] == "| m |" + " 0.012 / 0.046 | 41.3 | 0.4 |" * 3
+
+
+def test_metric_blindness_defects_have_the_named_strength():
+    import torch
+
+    experiment = _load("metric_blindness")
+    from perceptlab.metrics.fidelity import color_shift, grid_score
+
+    pattern = experiment.lattice((9, 10))
+    assert pattern.shape == (9, 10) and torch.equal(pattern[:4, :4], pattern[4:8, 4:8])
+    assert pattern[:8, :8].mean().abs() < 1e-6 and abs(float(pattern[:8, :8].pow(2).mean().sqrt()) - 1) < 1e-5
+    x = torch.full((1, 3, 64, 64), 128 / 255)  # an 8-bit level: rounding leaves it
+    lat = experiment.apply("lattice", x, 8)
+    assert abs(float((lat - x).pow(2).mean().sqrt()) * 255 - 8) < 0.5 and float(grid_score(lat)) > 0.5
+    cast = experiment.apply("colour cast", x, 16)
+    assert float(color_shift(cast, x)) == pytest.approx(16, abs=0.6) and torch.equal(cast[:, 1], x[:, 1])
+    noise = experiment.apply("noise", x, 4)
+    assert abs(float((noise - x).std()) * 255 - 4) < 0.5 and float(grid_score(noise)) < 0.1
+    assert torch.allclose(experiment.apply("blur", x, 1.0), x)  # a flat image stays flat
+    with pytest.raises(ValueError, match="unknown defect"):
+        experiment.apply("jpeg", x, 1)
