@@ -120,6 +120,7 @@ def measured_lines(weights: Path, config: dict) -> list[str]:
     from perceptlab.style.models import load_style_model, stylize_feedforward
 
     net, style = load_style_model(str(weights)), read_image(ROOT / config["style"])
+    missed: list[str] = []
     lines = ["Measured on the first 8 Kodak photos, which it never trained on (`perceptlab.style.measures`; "
              f"targets: content ratio <= {CONTENT_TARGET}, style ratio <= {STYLE_TARGET}, grid <= {GRID_TARGET}, "
              f"burnt-out blobs <= {BLOB_TARGET:.1%} of the pixels):", "",
@@ -136,7 +137,15 @@ def measured_lines(weights: Path, config: dict) -> list[str]:
         lines.append(f"| {side} | {statistics.median(c):.3f} / {max(c):.3f} | {statistics.median(s):.3f} / "
                      f"{max(s):.3f} | {statistics.median(g):.3f} / {max(g):.3f} | {statistics.median(b):.2%} / "
                      f"{max(b):.2%} |")
-    return lines + [""]
+        for label, values, target in (("content ratio", c, CONTENT_TARGET), ("style ratio", s, STYLE_TARGET),
+                                      ("grid", g, GRID_TARGET), ("blobs", b, BLOB_TARGET)):  # fmt: skip
+            over = sum(v > target for v in values)
+            if over:
+                missed.append(f"{label} above {target:g} on {over} of {len(values)} photos at {side} px "
+                              f"(worst {max(values):.3g})")
+    verdict = ("Every target is met on every photo at both sizes." if not missed else
+               "Not met: " + "; ".join(missed) + ".")
+    return lines + ["", verdict, ""]
 
 
 def ship(name: str, runs: Path) -> None:
