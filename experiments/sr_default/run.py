@@ -373,8 +373,8 @@ def report(results: dict) -> str:
               "better than the old default on all 15 measures, and it ships as `perceptsr_x4`, the default of "
               "`perceptlab upscale`. At 1500 steps it was still short on BSD100's LPIPS (0.293 against "
               "Real-ESRGAN's 0.284; Set5 / Set14 0.124 / 0.218); the same stage resumed to 3000 steps, at the same "
-              "learning rate, reaches 0.120 / 0.210 / 0.281 (DISTS 0.127 / 0.153 / 0.183 to 0.126 / 0.152 / 0.179) "
-              "and meets all 18 targets, for 0.06-0.08 dB of PSNR-Y and a colour shift still under 0.7 levels; the "
+              "learning rate, reaches 0.120 / 0.210 / 0.281 (DISTS from 0.127 / 0.153 / 0.183 to 0.126 / 0.152 / 0.179) "
+              "and meets all 18 targets, for 0.02-0.08 dB of PSNR-Y and a colour shift still under 0.7 levels; the "
               "3000-step weights are the shipped `perceptsr_x4`. The margin on BSD100's LPIPS is small (0.003); "
               "an adversarial term on top (`perceptsr_x4_gan`, about four times a stage-2 step with the SRGAN "
               "discriminator at batch 16) is queued after the other scales, to widen it.", ""]  # fmt: skip
