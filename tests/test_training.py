@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -143,6 +144,24 @@ def test_model_files_round_trip_and_resolution(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a safetensors weights file"):
         load_model_file(tmp_path / "junk.safetensors")
+
+
+def test_saving_the_same_model_again_leaves_the_file_and_its_time_alone(tmp_path):
+    # a finished run resumed by a queue must not look newer than the points fine-tuned from it
+    from perceptlab.training import load_model_file, save_model_file
+
+    net, path = torch.nn.Linear(2, 3), tmp_path / "model.safetensors"
+    save_model_file(path, net, {"task": "x"})
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    save_model_file(path, net, {"task": "x"})
+    assert path.stat().st_mtime_ns == 1_000_000_000
+    save_model_file(path, net, {"task": "y"})  # other metadata: written
+    assert path.stat().st_mtime_ns != 1_000_000_000 and load_model_file(path)[1] == {"task": "y"}
+    with torch.no_grad():
+        net.weight += 1
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    save_model_file(path, net, {"task": "y"})  # other weights: written
+    assert path.stat().st_mtime_ns != 1_000_000_000 and torch.equal(load_model_file(path)[0]["weight"], net.weight)
 
 
 def test_a_run_saved_before_an_option_existed_resumes_when_the_option_keeps_its_default(tmp_path):

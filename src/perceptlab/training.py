@@ -378,11 +378,19 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 
 def save_model_file(path: str | os.PathLike, net: torch.nn.Module, metadata: Mapping[str, str]) -> None:
-    """Write ``net``'s weights as safetensors with string ``metadata``, atomically."""
-    from safetensors.torch import save_file
+    """Write ``net``'s weights as safetensors with string ``metadata``, atomically.
+
+    A file that already holds the same bytes is left untouched, its time included: resuming a finished run
+    writes nothing, so a queue that compares times (a fine-tuned point against its base) sees no change.
+    """
+    from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}  # from a GPU too
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=dict(metadata)))
+    data = save(tensors, metadata=dict(metadata))
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def load_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
