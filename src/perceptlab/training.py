@@ -380,17 +380,27 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 def save_model_file(path: str | os.PathLike, net: torch.nn.Module, metadata: Mapping[str, str]) -> None:
     """Write ``net``'s weights as safetensors with string ``metadata``, atomically.
 
-    A file that already holds the same bytes is left untouched, its time included: resuming a finished run
-    writes nothing, so a queue that compares times (a fine-tuned point against its base) sees no change.
+    A file that already holds the same weights and metadata is left untouched, its time included: resuming
+    a finished run writes nothing, so a queue that compares times (a fine-tuned point against its base) sees
+    no change. (The bytes cannot be compared: safetensors orders the metadata differently from run to run.)
     """
-    from safetensors.torch import save
+    from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}  # from a GPU too
-    data = save(tensors, metadata=dict(metadata))
     path = Path(path)
-    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+    if path.is_file() and _holds(path, tensors, metadata):
         return
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=dict(metadata)))
+
+
+def _holds(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bool:
+    """Whether the safetensors file ``path`` holds exactly ``tensors`` and ``metadata``."""
+    try:
+        saved, saved_metadata = load_model_file(path)
+    except ValueError:
+        return False
+    return (saved_metadata == dict(metadata) and saved.keys() == tensors.keys()
+            and all(saved[k].dtype == v.dtype and torch.equal(saved[k], v) for k, v in tensors.items()))  # fmt: skip
 
 
 def load_model_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
