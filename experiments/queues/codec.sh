@@ -23,7 +23,7 @@ for arch in bls2017 hyperprior; do
   done
 done
 for q in q1 q2 q3 q4; do
-  for kind in frozen alternate vmaf alternategrid; do
+  for kind in frozen alternate vmaf alternategrid vmaflpips; do
     d=$R/perceptual_compression/${kind}_$q
     if stale $d $R/compression/hyperprior_$q/model.safetensors; then mv $d $R/old/perceptual_prev/${kind}_${q}_$(date +%s); fi
   done
