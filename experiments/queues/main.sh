@@ -6,8 +6,9 @@
 # for first. Logs go to the run folders' parents under $PERCEPTLAB_RUNS (default ~/perceptlab-runs).
 # Order: wave (style, first pass to 1000 steps); the default upscaler's stage 2 on to 3000 steps (BSD100 LPIPS
 # 0.281 without the GAN stage, under Real-ESRGAN's 0.284); x2 (the scale users ask for most); udnie (the shipped
-# styles are what users see; 2.5 h); the SRCNN baseline's second stage (24 000 steps, 2.4 h); the sr_crop run whose weights were lost; composition_vii; The Scream at style weight 3e4; x8; the
-# x4 GAN stage; every style to its recipe's 2000 steps.
+# styles are what users see; 2.5 h); the SRCNN baseline's second stage (24 000 steps, 2.4 h); the sr_crop run whose
+# weights were lost; composition_vii; The Scream at style weight 3e4; x8; the x4 GAN stage; every style to its
+# recipe's 2000 steps.
 if [ -z "$PERCEPTLAB_QUEUE_ROOT" ]; then
   export PERCEPTLAB_QUEUE_ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
   copy=$(mktemp /tmp/perceptlab-queue.XXXXXX) && cp "$0" "$copy" && exec bash "$copy" "$@"
