@@ -303,7 +303,7 @@ def test_every_sr_default_recipe_is_a_valid_training_config_at_its_named_scale()
         assert values["scale"] == scale and values["hr_crop"] % scale == 0, name
         assert (start is None) == ("init" not in values), name
         if start:
-            assert experiment.recipe(start)["scale"] == scale and values["init"].endswith(f"{start}/model.safetensors")
+            assert experiment.recipe(start)["scale"] == scale and values["init"] == str(experiment.start_file(start))
         if "grid" in " ".join(values["losses"]) and scale == 8:
             assert "grid:8*1000" in values["losses"], name  # the lattice of three sub-pixel stages
         SRTrainConfig.from_dict(values)
@@ -318,6 +318,7 @@ def test_compression_ships_an_architecture_only_when_every_rate_point_is_finishe
 
     experiment = _load("compression")
     monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path))
+    monkeypatch.setattr(experiment, "MODELS_DIR", tmp_path / "package")  # nothing shipped
 
     def model(name: str, steps: int, mtime: float) -> None:
         path = tmp_path / "compression" / name / "model.safetensors"
@@ -448,3 +449,18 @@ def test_metric_blindness_defects_have_the_named_strength():
     assert torch.allclose(experiment.apply("blur", x, 1.0), x)  # a flat image stays flat
     with pytest.raises(ValueError, match="unknown defect"):
         experiment.apply("jpeg", x, 1)
+
+
+def test_later_stages_start_from_the_shipped_copy_only_where_the_run_folder_is_gone(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path))
+    sr, codec = _load("sr_default"), _load("compression")
+    models = EXPERIMENTS.parent / "src" / "perceptlab" / "models"
+    assert sr.start_file("perceptsr_x4_vgg_grid") == models / "perceptsr_x4.safetensors"  # shipped as perceptsr_x4
+    assert sr.start_file("perceptsr_x8_psnr") == tmp_path / "sr_default" / "perceptsr_x8_psnr" / "model.safetensors"
+    assert codec.weights("hyperprior_q2") == models / "codec_hyperprior_q2.safetensors"
+    assert codec.finished("hyperprior") == (True, "")
+    for run in (tmp_path / "sr_default" / "perceptsr_x4_vgg_grid", tmp_path / "compression" / "hyperprior_q2"):
+        run.mkdir(parents=True)
+        (run / "model.safetensors").write_bytes(b"")
+    assert sr.start_file("perceptsr_x4_vgg_grid") == tmp_path / "sr_default" / "perceptsr_x4_vgg_grid" / "model.safetensors"
+    assert codec.weights("hyperprior_q2") == tmp_path / "compression" / "hyperprior_q2" / "model.safetensors"

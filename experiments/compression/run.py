@@ -70,12 +70,24 @@ def recipe(name: str) -> dict:
     if point == BASE_POINT:
         return values | {"steps": BASE_STEPS, "lr_milestones": [BASE_DECAY]}
     return values | {"steps": FINE_STEPS, "lr_milestones": [FINE_DECAY],
-                     "init": str(runs_root() / f"{arch}_{BASE_POINT}" / "model.safetensors")}  # fmt: skip
+                     "init": str(weights(f"{arch}_{BASE_POINT}"))}  # fmt: skip
+
+
+def weights(name: str) -> Path:
+    """A rate point's weights: its run's ``model.safetensors``, or where that run folder is gone (a new machine) and
+    the point shipped, the shipped copy (``codec_NAME.safetensors`` in the package: the same model, compacted)."""
+    run = runs_root() / name / "model.safetensors"
+    shipped = MODELS_DIR / f"codec_{name}.safetensors"
+    return shipped if not run.is_file() and shipped.is_file() else run
 
 
 def train(name: str, steps: int | None = None) -> None:
     from perceptlab.codec import CodecTrainConfig, train_codec
 
+    if not steps and not (runs_root() / name / "checkpoint.pt").is_file() and weights(name).parent == MODELS_DIR:
+        print(f"{name}: trained and shipped ({weights(name).name}); its run folder is not here, not trained again",
+              file=sys.stderr)  # fmt: skip
+        return
     values = recipe(name)
     if steps:
         values["steps"] = steps
@@ -89,7 +101,7 @@ def trained() -> dict[str, list[Path]]:
     """Finished models by architecture, in rate order."""
     out: dict[str, list[Path]] = {}
     for arch in ARCHS:
-        paths = [runs_root() / f"{arch}_{q}" / "model.safetensors" for q in LAMBDAS]
+        paths = [weights(f"{arch}_{q}") for q in LAMBDAS]
         out[arch] = [p for p in paths if p.is_file()]
     return out
 
@@ -100,6 +112,8 @@ def shipping_copy(weights: Path) -> Path:
     are newer. The report measures these copies, so the cards' numbers are those of the shipped files."""
     from perceptlab.codec.models import compact_model_file
 
+    if weights.parent == MODELS_DIR:
+        return weights  # a shipped file already
     copy = weights.with_name("shipped.safetensors")
     if not copy.is_file() or copy.stat().st_mtime < weights.stat().st_mtime:
         sizes = compact_model_file(weights, copy)
@@ -113,16 +127,16 @@ def finished(arch: str) -> tuple[bool, str]:
     fine-tuned to its steps from that base (after it was finished)? And if not, why not."""
     from perceptlab.training import load_model_file
 
-    base = runs_root() / f"{arch}_{BASE_POINT}" / "model.safetensors"
+    base = weights(f"{arch}_{BASE_POINT}")
     for q in [BASE_POINT, *(q for q in LAMBDAS if q != BASE_POINT)]:  # the base first
         name = f"{arch}_{q}"
-        weights = runs_root() / name / "model.safetensors"
-        if not weights.is_file():
+        path = weights(name)
+        if not path.is_file():
             return False, f"{name} is not trained"
-        steps = int(load_model_file(weights)[1].get("steps", 0))
+        steps = int(load_model_file(path)[1].get("steps", 0))
         if steps < recipe(name)["steps"]:
             return False, f"{name} has {steps} of its {recipe(name)['steps']} steps"
-        if q != BASE_POINT and weights.stat().st_mtime < base.stat().st_mtime:
+        if q != BASE_POINT and base.parent != MODELS_DIR and path.stat().st_mtime < base.stat().st_mtime:
             return False, f"{name} was fine-tuned from an earlier {arch}_{BASE_POINT}"
     return True, ""
 
@@ -204,7 +218,7 @@ def pictures(point: str = BASE_POINT) -> Path | None:
     from perceptlab.io import read_image
     from perceptlab.plot.sheets import crop_sheet
 
-    models = {arch: runs_root() / f"{arch}_{point}" / "model.safetensors" for arch in ARCHS}
+    models = {arch: weights(f"{arch}_{point}") for arch in ARCHS}
     if not all(p.is_file() for p in models.values()):
         return None
     models = {arch: load_codec_model(str(shipping_copy(p))) for arch, p in models.items()}
@@ -317,6 +331,9 @@ def main() -> int:
                 print(f"not shipping {arch}: {why}", file=sys.stderr)
                 continue
             for path in paths:
+                if path.parent == MODELS_DIR:
+                    print(f"{path.name}: shipped already (its run folder is not here)", file=sys.stderr)
+                    continue
                 name = path.parent.name
                 shutil.copyfile(shipping_copy(path), MODELS_DIR / f"codec_{name}.safetensors")
                 (MODELS_DIR / f"codec_{name}.md").write_text(model_card(name, result))

@@ -85,16 +85,20 @@ def runs_root() -> Path:
 
 
 def names() -> list[str]:
-    """Every run in training order: the proxy, the three-way comparison, then the curves' other points."""
+    """Every run in training order: the proxy, the three-way comparison and the VMAF-with-LPIPS run at the base
+    point, the curves' other points, then the rest (alternategrid)."""
+    first = ("frozen", "alternate", "vmaf", "vmaflpips")
+    base = [f"{kind}_{mse_runs.BASE_POINT}" for kind in first]
     others = [f"{kind}_{point}" for kind in CURVES for point in POINTS if point != mse_runs.BASE_POINT]
-    return ["proxy_vmaf", *(f"{kind}_{mse_runs.BASE_POINT}" for kind in CODEC_RUNS), *others]
+    rest = [f"{kind}_{mse_runs.BASE_POINT}" for kind in CODEC_RUNS if kind not in first]
+    return ["proxy_vmaf", *base, *others, *rest]
 
 
 def codec_recipe(name: str) -> dict:
     kind, point = name.rsplit("_", 1)
     values = mse_runs.recipe(f"hyperprior_{point}") | {"alpha": ALPHA} | CODEC_RUNS[kind]
     values |= {"steps": FINE_STEPS, "lr_milestones": [mse_runs.FINE_DECAY], "sample_every": 500,
-               "init": str(mse_runs.runs_root() / f"hyperprior_{point}" / "model.safetensors")}  # fmt: skip
+               "init": str(mse_runs.weights(f"hyperprior_{point}"))}  # fmt: skip
     if values["distortion"] == "vmaf_proxy":
         values["proxy"] = str(runs_root() / "proxy_vmaf" / "model.safetensors")
     return values
@@ -132,7 +136,7 @@ def proxies() -> dict[str, Path]:
 
 def compared() -> dict[str, Path]:
     """The models of the three-way comparison that are trained, with the MSE model they start from."""
-    out = {"mse": mse_runs.runs_root() / BASE / "model.safetensors"}
+    out = {"mse": mse_runs.weights(BASE)}
     out |= {kind: runs_root() / f"{kind}_{mse_runs.BASE_POINT}" / "model.safetensors" for kind in CODEC_RUNS}
     return {k: v for k, v in out.items() if v.is_file()}
 

@@ -96,8 +96,16 @@ def recipe(name: str) -> dict:
     if values.get("val_data"):
         values["val_data"] = str((ROOT / values["val_data"]).resolve())
     if STARTS_FROM[name]:
-        values["init"] = str(run_dir(STARTS_FROM[name]) / "model.safetensors")
+        values["init"] = str(start_file(STARTS_FROM[name]))
     return values
+
+
+def start_file(name: str) -> Path:
+    """The weights a later stage starts from: the run's ``model.safetensors``, or where that run folder is gone (a
+    new machine) and the run shipped, its shipped copy (the same weights: stages ship as they are)."""
+    run = run_dir(name) / "model.safetensors"
+    shipped = ROOT / "src" / "perceptlab" / "models" / f"{SHIP_AS.get(name, name)}.safetensors"
+    return shipped if not run.is_file() and shipped.is_file() else run
 
 
 def train(name: str, steps: int | None) -> None:
