@@ -464,3 +464,18 @@ def test_later_stages_start_from_the_shipped_copy_only_where_the_run_folder_is_g
         (run / "model.safetensors").write_bytes(b"")
     assert sr.start_file("perceptsr_x4_vgg_grid") == tmp_path / "sr_default" / "perceptsr_x4_vgg_grid" / "model.safetensors"
     assert codec.weights("hyperprior_q2") == tmp_path / "compression" / "hyperprior_q2" / "model.safetensors"
+
+
+def test_sr_default_lays_a_shipped_run_again_and_does_not_train_it_over(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path))
+    sr = _load("sr_default")
+    run = tmp_path / "sr_default" / "perceptsr_x4_vgg_grid"
+    shipped = EXPERIMENTS.parent / "src" / "perceptlab" / "models" / "perceptsr_x4.safetensors"
+    assert sr.restore("perceptsr_x4_vgg_grid") and not sr.restore("perceptsr_x4_vgg_grid")
+    assert (run / "model.safetensors").read_bytes() == shipped.read_bytes()
+    assert (run / "metrics.csv").read_text() == (EXPERIMENTS / "sr_default" / "logs" / "perceptsr_x4_vgg_grid.csv").read_text()
+    assert not sr.restore("perceptsr_x8_psnr")  # never shipped: nothing to lay again
+    sr.train("perceptsr_x4_vgg_grid", None)  # finished: returns at once
+    assert "finished (3000 steps)" in capsys.readouterr().err and not (run / "checkpoint.pt").exists()
+    with pytest.raises(SystemExit, match="no checkpoint to go on from"):
+        sr.train("perceptsr_x4_vgg_grid", 4000)

@@ -108,13 +108,38 @@ def start_file(name: str) -> Path:
     return shipped if not run.is_file() and shipped.is_file() else run
 
 
+def restore(name: str) -> bool:
+    """Where a shipped run's folder is gone (a new machine), lay it again from what was committed: the shipped
+    weights (stages ship as they are) and the log in ``logs/``, so that the report measures the shipped file.
+    Returns whether it did. A restored run has no checkpoint: ``train`` leaves it as it is (see there)."""
+    run = run_dir(name)
+    shipped = ROOT / "src" / "perceptlab" / "models" / f"{SHIP_AS.get(name, name)}.safetensors"
+    log = HERE / "logs" / f"{name}.csv"
+    if (run / "model.safetensors").is_file() or not shipped.is_file() or not log.is_file():
+        return False
+    run.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(log, run / "metrics.csv")
+    shutil.copyfile(shipped, run / ".model.tmp")
+    os.replace(run / ".model.tmp", run / "model.safetensors")
+    print(f"{name}: run folder laid again from the shipped {shipped.name} and logs/{log.name}", file=sys.stderr)
+    return True
+
+
 def train(name: str, steps: int | None) -> None:
     from perceptlab.features.base import native_bf16
     from perceptlab.sr.train import SRTrainConfig, train_sr
+    from perceptlab.training import load_model_file
 
     values = recipe(name)
     if steps:
         values["steps"] = steps
+    weights = run_dir(name) / "model.safetensors"
+    if weights.is_file() and not (run_dir(name) / "checkpoint.pt").is_file():
+        done = int(load_model_file(weights)[1].get("steps", 0))
+        if done >= values["steps"]:
+            print(f"{name}: finished ({done} steps)", file=sys.stderr)
+            return
+        raise SystemExit(f"{name}: {weights} has {done} of {values['steps']} steps and no checkpoint to go on from")
     if values.get("vgg_precision") == "bf16" and not native_bf16():
         values["vgg_precision"] = "fp32"  # bf16 is ~10x slower than fp32 without bf16 units (benchmarks/README.md)
         print(f"{name}: this CPU has no bfloat16 units, the loss network runs in fp32", file=sys.stderr)
@@ -510,6 +535,8 @@ def main() -> int:
             print(f"{args.train}: {exc}", file=sys.stderr)
             return getattr(exc, "exit_code", 130)
         return 0
+    for name in STARTS_FROM:
+        restore(name)
     results = {"hardware": machine(), "models": {}}
     for name in (*BASELINES, *STAGES):
         entry = evaluate_model(name)
