@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -479,3 +480,28 @@ def test_sr_default_lays_a_shipped_run_again_and_does_not_train_it_over(tmp_path
     assert "finished (3000 steps)" in capsys.readouterr().err and not (run / "checkpoint.pt").exists()
     with pytest.raises(SystemExit, match="no checkpoint to go on from"):
         sr.train("perceptsr_x4_vgg_grid", 4000)
+
+
+def test_perceptual_compression_keeps_finished_runs_in_git_and_lays_them_again(tmp_path, monkeypatch, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path / "runs"))
+    experiment = _load("perceptual_compression")
+    monkeypatch.setattr(experiment, "ARCHIVE", tmp_path / "kept")
+    monkeypatch.setattr(experiment, "ROOT", tmp_path)
+    run = tmp_path / "runs" / "perceptual_compression" / "proxy_vmaf"
+    assert experiment.archive("proxy_vmaf") is None  # not trained
+    run.mkdir(parents=True)
+    save_file({"w": torch.ones(2)}, str(run / "model.safetensors"), metadata={"steps": "3000"})
+    for name in ("metrics.csv", "validation.json", "checkpoint.pt"):
+        (run / name).write_text(name)
+    assert experiment.archive("proxy_vmaf") == tmp_path / "kept" / "proxy_vmaf"
+    assert sorted(p.name for p in (tmp_path / "kept" / "proxy_vmaf").iterdir()) == [
+        "metrics.csv", "model.safetensors", "validation.json"]  # never the checkpoint
+    assert not experiment.restore("proxy_vmaf")  # the run folder is there
+    shutil.rmtree(run)
+    assert experiment.restore("proxy_vmaf")
+    assert (run / "validation.json").read_text() == "validation.json" and not (run / "checkpoint.pt").exists()
+    experiment.train("proxy_vmaf")  # laid again, finished: not trained over
+    assert "proxy_vmaf: finished (3000 steps" in capsys.readouterr().err

@@ -6,6 +6,7 @@
     python experiments/perceptual_compression/run.py --train vmaf_q3         # codec against true VMAF
     python experiments/perceptual_compression/run.py --train alternate_q1    # the other rate points (q1, q2, q4)
     python experiments/perceptual_compression/run.py --train-all             # all of the above, in that order
+    python experiments/perceptual_compression/run.py --archive               # finished runs into runs/, to commit
     python experiments/perceptual_compression/run.py                         # evaluate on Kodak, write the report
     python experiments/perceptual_compression/run.py --ship alternate        # ... and ship that method's 4 points
 
@@ -108,7 +109,58 @@ def mse_models() -> list[str]:
     return [str(p) for paths in mse_runs.trained().values() for p in paths]
 
 
+# Finished runs kept in git (a run folder lives only as long as its machine): per run its weights (a codec's compact
+# shipping copy, the proxies as they are), log, config and the proxy's validation; laid again by ``restore``.
+ARCHIVE = HERE / "runs"
+KEPT = ("metrics.csv", "config.toml", "validation.json", "proxy.safetensors")
+
+
+def archive(name: str) -> Path | None:
+    """Copy a finished run's files into :data:`ARCHIVE` (to be committed); the folder, or ``None`` if not finished."""
+    import shutil
+
+    run = runs_root() / name
+    if not (run / "model.safetensors").is_file():
+        return None
+    dest = ARCHIVE / name
+    dest.mkdir(parents=True, exist_ok=True)
+    weights = run / "model.safetensors"
+    shutil.copyfile(weights if name == "proxy_vmaf" else mse_runs.shipping_copy(weights), dest / "model.safetensors")
+    for kept in KEPT:
+        if (run / kept).is_file():
+            shutil.copyfile(run / kept, dest / kept)
+    return dest
+
+
+def restore(name: str) -> bool:
+    """Where a run's folder is gone (a new machine) and :data:`ARCHIVE` holds it, lay it again (without checkpoint:
+    ``train`` leaves it as it is). A codec's weights are its compact copy, so they are its ``shipped.safetensors``
+    too, written last (``shipping_copy`` makes a copy only from newer weights)."""
+    import shutil
+
+    run, kept = runs_root() / name, ARCHIVE / name
+    if (run / "model.safetensors").is_file() or not (kept / "model.safetensors").is_file():
+        return False
+    run.mkdir(parents=True, exist_ok=True)
+    for path in sorted(kept.iterdir()):
+        if path.name != "model.safetensors":
+            shutil.copyfile(path, run / path.name)
+    shutil.copyfile(kept / "model.safetensors", run / "model.safetensors")
+    if name != "proxy_vmaf":
+        shutil.copyfile(kept / "model.safetensors", run / "shipped.safetensors")
+    print(f"{name}: run folder laid again from {kept.relative_to(ROOT)}", file=sys.stderr)
+    return True
+
+
 def train(name: str) -> None:
+    from perceptlab.training import load_model_file
+
+    restore(name)
+    weights = runs_root() / name / "model.safetensors"
+    if weights.is_file() and not (runs_root() / name / "checkpoint.pt").is_file():
+        print(f"{name}: finished ({load_model_file(weights)[1].get('steps')} steps, from {ARCHIVE.name}/)",
+              file=sys.stderr)  # fmt: skip
+        return
     if name == "proxy_vmaf":
         from perceptlab.codec.proxy import ProxyTrainConfig, train_proxy
 
@@ -116,6 +168,7 @@ def train(name: str) -> None:
                               progress=sys.stderr.isatty())  # fmt: skip
         print(f"{name}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min, held-back "
               f"SROCC {summary['validation']['srocc']:.3f}, RMSE {summary['validation']['rmse']:.2f}", file=sys.stderr)
+        archive(name)
         return
     from perceptlab.codec import CodecTrainConfig, train_codec
 
@@ -125,6 +178,7 @@ def train(name: str) -> None:
             raise SystemExit(f"{name} needs {needed}: train it first")
     summary = train_codec(CodecTrainConfig.from_dict(values), runs_root() / name, progress=sys.stderr.isatty())
     print(f"{name}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min", file=sys.stderr)
+    archive(name)
 
 
 def proxies() -> dict[str, Path]:
@@ -482,10 +536,17 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="evaluate the first N Kodak images only (no picture)")
     parser.add_argument("--ship", choices=CURVES, help="after the report, copy this method's four rate points (and "
                         "the proxy it trains against) into the package with model cards")  # fmt: skip
+    parser.add_argument("--archive", action="store_true", help=f"copy every finished run into {ARCHIVE.relative_to(ROOT)} "
+                        "(to commit: run folders live only as long as their machine), then stop")  # fmt: skip
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
+    if args.archive:
+        for name in names():
+            if (dest := archive(name)) is not None:
+                print(f"{name} -> {dest.relative_to(ROOT)}", file=sys.stderr)
+        return 0
     if args.train or args.train_all:
         for name in [args.train] if args.train else names():
             try:
@@ -494,6 +555,8 @@ def main() -> int:
                 print(f"{name}: {exc}", file=sys.stderr)
                 return getattr(exc, "exit_code", 130)
         return 0
+    for name in names():
+        restore(name)
     result = evaluate_point(args.limit)
     DOCS.mkdir(parents=True, exist_ok=True)
     curves = evaluate_curves(args.limit)
