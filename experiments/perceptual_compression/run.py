@@ -6,7 +6,7 @@
     python experiments/perceptual_compression/run.py --train vmaf_q3         # codec against true VMAF
     python experiments/perceptual_compression/run.py --train alternate_q1    # the other rate points (q1, q2, q4)
     python experiments/perceptual_compression/run.py --train-all             # all of the above, in that order
-    python experiments/perceptual_compression/run.py --archive               # finished runs into runs/, to commit
+    python experiments/perceptual_compression/run.py --archive               # finished runs into kept/, to commit
     python experiments/perceptual_compression/run.py                         # evaluate on Kodak, write the report
     python experiments/perceptual_compression/run.py --ship alternate        # ... and ship that method's 4 points
 
@@ -111,7 +111,7 @@ def mse_models() -> list[str]:
 
 # Finished runs kept in git (a run folder lives only as long as its machine): per run its weights (a codec's compact
 # shipping copy, the proxies as they are), log, config and the proxy's validation; laid again by ``restore``.
-ARCHIVE = HERE / "runs"
+ARCHIVE = HERE / "kept"
 KEPT = ("metrics.csv", "config.toml", "validation.json", "proxy.safetensors")
 
 
