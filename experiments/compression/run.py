@@ -149,7 +149,9 @@ def evaluate(limit: int | None, saved: dict | None = None) -> dict:
     learned = []
     for arch, paths in trained().items():
         if paths:
-            models, reason = load_learned([str(shipping_copy(p)) for p in paths], name=f"ours_{arch}")
+            # a shipped file by its shipped name (what a user passes to --model), a run's by its path
+            specs = [p.stem if p.parent == MODELS_DIR else str(shipping_copy(p)) for p in paths]
+            models, reason = load_learned(specs, name=f"ours_{arch}")
             if reason:
                 raise SystemExit(reason)
             learned += models
