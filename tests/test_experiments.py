@@ -505,3 +505,21 @@ def test_perceptual_compression_keeps_finished_runs_in_git_and_lays_them_again(t
     assert (run / "validation.json").read_text() == "validation.json" and not (run / "checkpoint.pt").exists()
     experiment.train("proxy_vmaf")  # laid again, finished: not trained over
     assert "proxy_vmaf: finished (3000 steps" in capsys.readouterr().err
+
+
+def test_compression_keeps_its_last_evaluation_in_git_for_a_machine_without_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path / "runs"))
+    experiment = _load("compression")
+    monkeypatch.setattr(experiment, "KEPT_RESULTS", tmp_path / "kept" / "results.json.gz")
+    assert experiment.saved_results() is None
+    result = tmp_path / "runs" / "compression" / "eval" / "results.json"
+    result.parent.mkdir(parents=True)
+    result.write_text(json.dumps({"rows": [{"codec": "jpeg", "image": "kodim01", "bpp": 1.0}], "rd": {}}))
+    experiment.keep_results(result)
+    first = experiment.KEPT_RESULTS.read_bytes()
+    experiment.keep_results(result)
+    assert experiment.KEPT_RESULTS.read_bytes() == first  # the same rows, the same bytes: no churn in git
+    result.write_text(json.dumps({"rows": [], "rd": {}}))
+    assert experiment.saved_results()["rows"] == []  # the runs folder's evaluation first
+    result.unlink()
+    assert experiment.saved_results()["rows"][0]["image"] == "kodim01"  # then the kept copy

@@ -141,6 +141,34 @@ def finished(arch: str) -> tuple[bool, str]:
     return True, ""
 
 
+# The last whole evaluation, per image (about 40 min of CPU to measure again), kept in git: a run folder lives only
+# as long as its machine, and experiments/perceptual_compression builds its curves on these rows.
+KEPT_RESULTS = HERE / "kept" / "results.json.gz"
+
+
+def keep_results(path: Path) -> None:
+    import gzip
+
+    KEPT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = KEPT_RESULTS.with_name(KEPT_RESULTS.name + ".tmp")
+    with gzip.GzipFile(tmp, "wb", mtime=0) as handle:  # mtime 0: the same rows give the same bytes
+        handle.write(path.read_bytes())
+    os.replace(tmp, KEPT_RESULTS)
+
+
+def saved_results() -> dict | None:
+    """The last evaluation's result (rows per image included): the runs folder's ``eval/results.json``, else the
+    copy kept in git (:data:`KEPT_RESULTS`), else ``None``."""
+    import gzip
+
+    path = runs_root() / "eval" / "results.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    if KEPT_RESULTS.is_file():
+        return json.loads(gzip.decompress(KEPT_RESULTS.read_bytes()))
+    return None
+
+
 def evaluate(limit: int | None, saved: dict | None = None) -> dict:
     """Every trained model and standard codec on Kodak; with ``saved`` (an earlier result), the standard
     codecs' rows are taken from it instead of measured again (same protocol, same images)."""
@@ -299,14 +327,16 @@ def main() -> int:
 
     out = runs_root() / "eval"
     if args.saved or args.reuse_standard:
-        if not (out / "results.json").is_file():
+        saved = saved_results()
+        if saved is None:
             raise SystemExit(f"{out / 'results.json'}: no saved evaluation; run without --saved or "
                              "--reuse-standard first")
-        saved = json.loads((out / "results.json").read_text())
         result = saved if args.saved else evaluate(args.limit, saved)
     else:
         result = evaluate(args.limit)
     written = write_report(out, result, title="Learned and standard codecs on Kodak")
+    if not args.limit:
+        keep_results(out / "results.json")
     DOCS.mkdir(parents=True, exist_ok=True)
     for path in written:
         if path.suffix == ".svg":

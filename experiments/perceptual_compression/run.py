@@ -23,8 +23,9 @@ labelled with true VMAF. Runs live in ``$PERCEPTLAB_RUNS/perceptual_compression`
 (default ``~/perceptlab-runs``) and resume.
 
 The standard codecs' per-image points are not measured again: they come from the
-last evaluation of experiments/compression (``runs/compression/eval/results.json``),
-made with the same protocol on the same images.
+last evaluation of experiments/compression (``runs/compression/eval/results.json``, or
+its copy kept in git, ``experiments/compression/kept/results.json.gz``), made with the
+same protocol on the same images.
 """
 
 from __future__ import annotations
@@ -334,10 +335,10 @@ def evaluate_curves(limit: int | None = None) -> dict:
     added: each through real files on the same images, cached in the runs folder by the models' times."""
     from perceptlab.codec.evaluate import evaluate_codecs, load_learned, rd_points
 
-    saved = mse_runs.runs_root() / "eval" / "results.json"
-    if not saved.is_file():
-        raise SystemExit(f"{saved} not found: run experiments/compression/run.py first (the standard codecs' points)")
-    result = json.loads(saved.read_text())
+    result = mse_runs.saved_results()
+    if result is None:
+        raise SystemExit("no evaluation of experiments/compression saved: run experiments/compression/run.py first "
+                         "(the standard codecs' points)")
     cache = runs_root() / "eval_curves.json"
     stamp = {name: [p.stat().st_mtime for p in paths] for name, paths in curve_models().items()}
     cached = json.loads(cache.read_text()) if cache.is_file() else {}
@@ -474,10 +475,10 @@ def mse_curve_at(bpp: float, metric: str) -> float | None:
     last evaluation of experiments/compression), or ``None`` outside its range or without that evaluation."""
     import math
 
-    saved = mse_runs.runs_root() / "eval" / "results.json"
-    if not saved.is_file():
+    saved = mse_runs.saved_results()
+    if saved is None:
         return None
-    points = json.loads(saved.read_text())["rd"].get("ours_hyperprior", [])
+    points = saved["rd"].get("ours_hyperprior", [])
     for lo, hi in zip(points, points[1:]):
         if lo["bpp"] <= bpp <= hi["bpp"]:
             t = (math.log(bpp) - math.log(lo["bpp"])) / (math.log(hi["bpp"]) - math.log(lo["bpp"]))
