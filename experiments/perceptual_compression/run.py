@@ -199,7 +199,8 @@ def compared() -> dict[str, Path]:
 def evaluate_point(limit: int | None = None) -> dict:
     """Each compared model on Kodak through real files: bpp, PSNR, MS-SSIM, VMAF, LPIPS and each proxy's VMAF.
 
-    Returns ``{"rows": [{model, image, bpp, metrics..., proxy scores...}], "mean": {model: {...}}}``.
+    Returns ``{"rows": [{model, image, bpp, metrics..., proxy scores...}], "mean": {model: {...}}}``. A model's
+    rows are cached in the runs folder (``eval_point.json``) by its file's and the proxies' sizes and times.
     """
     import torch
 
@@ -214,7 +215,15 @@ def evaluate_point(limit: int | None = None) -> dict:
     judges = {name: load_proxy(str(path)) for name, path in proxies().items()}
     images = list_images(DATA / "kodak")[:limit]
     rows = []
+    cache_path = runs_root() / "eval_point.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    judged_by = [[name, p.stat().st_size, p.stat().st_mtime] for name, p in proxies().items()]
     for model_name, path in compared().items():
+        stamp = [str(path), path.stat().st_size, path.stat().st_mtime, judged_by, limit]
+        if cache.get(model_name, {}).get("stamp") == stamp:
+            rows += cache[model_name]["rows"]
+            continue
+        first = len(rows)
         model = load_codec_model(str(path))
         for image_path in images:
             x = read_image(image_path)
@@ -230,6 +239,9 @@ def evaluate_point(limit: int | None = None) -> dict:
             rows.append(row)
             print(f"{model_name} {image_path.stem}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()
                                                                    if isinstance(v, float)), file=sys.stderr)  # fmt: skip
+        cache[model_name] = {"stamp": stamp, "rows": rows[first:]}
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.write_text(json.dumps(cache) + "\n")
     mean = {}
     for model_name in compared():
         group = [r for r in rows if r["model"] == model_name]
