@@ -87,13 +87,14 @@ def runs_root() -> Path:
 
 
 def names() -> list[str]:
-    """Every run in training order: the proxy, the three-way comparison at the base point, the curves' other
-    points, then the rest (alternategrid)."""
+    """Every run in training order: the proxy, the three-way comparison at the base point, the first curve's
+    other points, the other runs at the base point (alternategrid: does the grid penalty remove the alternating
+    codec's faint lattice? If so, it is the one to ship), then the other curves' points."""
     first = ("frozen", "alternate", "vmaf")
     base = [f"{kind}_{mse_runs.BASE_POINT}" for kind in first]
-    others = [f"{kind}_{point}" for kind in CURVES for point in POINTS if point != mse_runs.BASE_POINT]
+    others = [[f"{kind}_{point}" for point in POINTS if point != mse_runs.BASE_POINT] for kind in CURVES]
     rest = [f"{kind}_{mse_runs.BASE_POINT}" for kind in CODEC_RUNS if kind not in first]
-    return ["proxy_vmaf", *base, *others, *rest]
+    return ["proxy_vmaf", *base, *others[0], *rest, *(name for points in others[1:] for name in points)]
 
 
 def codec_recipe(name: str) -> dict:
