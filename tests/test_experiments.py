@@ -523,3 +523,12 @@ def test_compression_keeps_its_last_evaluation_in_git_for_a_machine_without_runs
     assert experiment.saved_results()["rows"] == []  # the runs folder's evaluation first
     result.unlink()
     assert experiment.saved_results()["rows"][0]["image"] == "kodim01"  # then the kept copy
+
+
+def test_perceptual_compression_calls_a_bd_gap_under_one_point_level_not_ahead():
+    experiment = _load("perceptual_compression")
+    table = {m: {"ours_alternate": {"mean": -37.48}} for m in ("vmaf", "ms_ssim", "lpips")}
+    table["vmaf"] |= {"jpeg2000": {"mean": -37.46}, "hevc": {"mean": -36.0}, "webp": {"mean": -14.5}}
+    line = [x for x in experiment.direction_check(table) if "is ahead of" in x][0]
+    assert "ahead of 2 of the 3 standard codecs in VMAF at equal bits (hevc, webp)" in line  # 1.48 points: ahead
+    assert "level with jpeg2000 (-0.02 points);" in line

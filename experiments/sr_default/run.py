@@ -100,11 +100,15 @@ def recipe(name: str) -> dict:
     return values
 
 
+def shipped_file(name: str) -> Path:
+    """Where run ``name`` ships (as :data:`SHIP_AS` names it); the file may not exist."""
+    return ROOT / "src" / "perceptlab" / "models" / f"{SHIP_AS.get(name, name)}.safetensors"
+
+
 def start_file(name: str) -> Path:
     """The weights a later stage starts from: the run's ``model.safetensors``, or where that run folder is gone (a
     new machine) and the run shipped, its shipped copy (the same weights: stages ship as they are)."""
-    run = run_dir(name) / "model.safetensors"
-    shipped = ROOT / "src" / "perceptlab" / "models" / f"{SHIP_AS.get(name, name)}.safetensors"
+    run, shipped = run_dir(name) / "model.safetensors", shipped_file(name)
     return shipped if not run.is_file() and shipped.is_file() else run
 
 
@@ -112,9 +116,7 @@ def restore(name: str) -> bool:
     """Where a shipped run's folder is gone (a new machine), lay it again from what was committed: the shipped
     weights (stages ship as they are) and the log in ``logs/``, so that the report measures the shipped file.
     Returns whether it did. A restored run has no checkpoint: ``train`` leaves it as it is (see there)."""
-    run = run_dir(name)
-    shipped = ROOT / "src" / "perceptlab" / "models" / f"{SHIP_AS.get(name, name)}.safetensors"
-    log = HERE / "logs" / f"{name}.csv"
+    run, shipped, log = run_dir(name), shipped_file(name), HERE / "logs" / f"{name}.csv"
     if (run / "model.safetensors").is_file() or not shipped.is_file() or not log.is_file():
         return False
     run.mkdir(parents=True, exist_ok=True)
