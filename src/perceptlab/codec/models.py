@@ -19,8 +19,8 @@ from perceptlab.training import load_trained, shipped_models
 
 # Our own, from experiments/compression/run.py (each listed once trained; absent files are skipped).
 SHIPPED_CODEC: tuple[str, ...] = tuple(f"codec_{a}_q{q}" for a in ("bls2017", "hyperprior", "hyperprior_alternate",
-                                                                    "hyperprior_vmaf") for q in (1, 2, 3, 4))
-# (hyperprior_alternate / _vmaf: the perceptually optimised points of experiments/perceptual_compression, issue 17)
+                                                                    "hyperprior_alternategrid10", "hyperprior_vmaf") for q in (1, 2, 3, 4))
+# (hyperprior_alternate / _alternategrid10 / _vmaf: the perceptually optimised points of experiments/perceptual_compression, issue 17)
 
 
 def shipped_codec_models() -> dict[str, Path]:
