@@ -286,6 +286,25 @@ def test_a_trained_learned_codec_runs_through_its_own_files(images, tmp_path):
     assert "at least 4" in result["bd_notes"]["ours"]["psnr"]
 
 
+def test_grid_is_kept_beside_the_metrics_without_a_bd_rate(images):
+    # A learned "codec" that prints a period-4 lattice on what JPEG decodes: its rows' grid is far above JPEG's,
+    # in the rows and the mean points, and no BD-rate is computed for it.
+    class Lattice(_JpegModel):
+        def decompress(self, data):
+            y = super().decompress(data)
+            y[..., ::4, ::4] = (y[..., ::4, ::4] + 0.15).clamp(0, 1)
+            return y
+
+    result = evaluate_codecs(images, ("jpeg",), learned=[Lattice(q, "lattice") for q in FAST["jpeg"]],
+                             metrics=("psnr",), params={"jpeg": FAST["jpeg"]}, also=("grid",))  # fmt: skip
+    grid = {c: [r["grid"] for r in result["rows"] if r["codec"] == c] for c in ("jpeg", "lattice")}
+    assert len(grid["lattice"]) == 10 and min(grid["lattice"]) > 5 * max(grid["jpeg"]), grid
+    assert all("grid" in p for p in result["rd"]["lattice"]) and result["also"] == ["grid"]
+    assert set(result["bd_rate"]["lattice"]) == {"psnr"}
+    with pytest.raises(ValueError, match="'lr_psnr' needs scale, lr"):
+        evaluate_codecs(images, ("jpeg",), metrics=("psnr",), also=("lr_psnr",))
+
+
 def test_evaluate_refuses_bad_requests_before_any_work(images, tmp_path):
     with pytest.raises(ValueError, match="unknown codec"):
         evaluate_codecs(images, ("jpeg", "bpg"))

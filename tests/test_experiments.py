@@ -228,7 +228,8 @@ def test_perceptual_compression_ships_a_methods_four_compact_points_and_the_prox
     rows = [{"codec": "ours_alternate", "param": str(f), "image": "a", "bpp": 0.1 * (i + 1), "psnr": 27.0 + i,
              "ms_ssim": 0.9, "vmaf": 60.0 + i, "lpips": 0.3} for i, f in enumerate(files)]  # fmt: skip
     curves = {"rows": rows, "codecs": {"ours_alternate": {}}, "machine": "AMD EPYC, 2 cores",
-              "table": {"vmaf": {"ours_alternate": {"mean": -21.5, "std": 4.0}}}}
+              "table": {"vmaf": {"ours_alternate": {"mean": -21.5, "std": 4.0}}},
+              "lattice": experiment.lattice([r | {"grid": 0.02 + 0.01 * i} for i, r in enumerate(rows)], [])}
     with pytest.raises(SystemExit, match="not shipping vmaf"):
         experiment.ship("vmaf", curves, tmp_path)
     target = tmp_path / "models"
@@ -239,6 +240,7 @@ def test_perceptual_compression_ships_a_methods_four_compact_points_and_the_prox
     card = (target / "codec_hyperprior_alternate_q2.md").read_text()
     assert card.startswith("# codec_hyperprior_alternate_q2\n") and "alternately" in card and "bpp 0.2" in card
     assert "vmaf 61" in card and "VMAF BD-rate -21.5 % ± 4.0" in card and "10 min" in card
+    assert "Lattice at this point (`grid`, period 4, over Kodak): median 0.030, worst 0.030." in card
     assert "SROCC 0.950, PLCC 0.970, RMSE 5.8" in (target / "proxy_vmaf.md").read_text()
     shipped = load_codec_model(str(target / "codec_hyperprior_alternate_q2.safetensors"))
     assert shipped.tables is not None and next(shipped.parameters()).dtype == torch.float32
@@ -533,3 +535,24 @@ def test_perceptual_compression_calls_a_bd_gap_under_one_point_level_not_ahead()
     line = [x for x in experiment.direction_check(table) if "is ahead of" in x][0]
     assert "ahead of 2 of the 3 standard codecs in VMAF at equal bits (hevc, webp)" in line  # 1.48 points: ahead
     assert "level with jpeg2000 (-0.02 points);" in line
+
+
+def test_perceptual_compression_measures_a_lattice_at_every_rate_point_beside_the_mse_codecs():
+    # Per curve and point the grid median and worst over the images; a curve whose median is more than twice the
+    # MSE codec's at a point is said to print a lattice there.
+    experiment = _load("perceptual_compression")
+    anchor, rows = [], []
+    for image in ("a", "b", "c"):
+        for i, point in enumerate(experiment.POINTS):
+            anchor.append({"image": image, "param": f"/m/codec_hyperprior_{point}.safetensors", "bpp": 0.1 * (i + 1),
+                           "grid": 0.015, "codec": experiment.ANCHOR})  # fmt: skip
+            grid = 0.16 if point == "q1" else 0.02  # a lattice at the lowest rate only
+            rows.append({"image": image, "param": f"/runs/alternate_{point}/shipped.safetensors", "bpp": 0.08 * (i + 1),
+                         "grid": grid + (0.2 if image == "c" else 0.0), "codec": "ours_alternate"})  # fmt: skip
+    lattice = experiment.lattice(rows, anchor)
+    first = lattice["ours_alternate"][0]
+    assert first["point"] == "q1" and first["median"] == pytest.approx(0.16) and first["max"] == pytest.approx(0.36)
+    assert [p["point"] for p in lattice[experiment.ANCHOR]] == list(experiment.POINTS)
+    text = "\n".join(experiment.lattice_markdown(lattice, 0.011))
+    assert "the originals score 0.011" in text and "0.160 (0.36) at 0.08 bpp" in text
+    assert "alternating: a lattice at q1 (grid median more than 2x the MSE codec's)." in text

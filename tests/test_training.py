@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from perceptlab.training import (
-    MetricsLog, load_checkpoint, prepare_run_dir, restore_rng, rng_state, save_checkpoint, seed_everything, to_toml,
+    MetricsLog, load_checkpoint, prepare_run_dir, release_run_dir, restore_rng, rng_state, save_checkpoint, seed_everything, to_toml,
 )  # fmt: skip
 
 
@@ -66,6 +66,38 @@ def test_run_dir_refuses_another_configuration_but_allows_more_steps(tmp_path):
     assert resumed["step"] == 10
     with pytest.raises(ValueError, match="another configuration"):
         prepare_run_dir(out, {"lr": 0.2, "steps": 20})
+
+
+def test_a_second_live_trainer_is_refused_a_dead_ones_lock_is_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    out, _ = prepare_run_dir(tmp_path / "run", {"lr": 0.1, "steps": 10})
+    lock = out / ".lock"
+    assert json.loads(lock.read_text()) == {"pid": os.getpid(), "host": socket.gethostname()}
+    prepare_run_dir(out, {"lr": 0.1, "steps": 10})  # this process again (a resume in the same process)
+    # Another process that is alive: refused, before anything in the folder changes.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname()}))
+        (out / "config.toml").write_text("marker")
+        with pytest.raises(ValueError, match=f"being trained by process {sleeper.pid}"):
+            prepare_run_dir(out, {"lr": 0.1, "steps": 10})
+        assert (out / "config.toml").read_text() == "marker"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # The same process once dead: its lock is stale and taken over.
+    _, resumed = prepare_run_dir(out, {"lr": 0.1, "steps": 10})
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    release_run_dir(out)  # what train_loop does when it ends
+    assert not lock.exists()
+    # A process that exits lets go of its folder too; the next one (a new process) starts without a word.
+    code = ("import sys; from perceptlab.training import prepare_run_dir; "
+            f"prepare_run_dir({str(tmp_path / 'other')!r}, {{'steps': 1}})")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert not (tmp_path / "other" / ".lock").exists()
 
 
 def test_run_dir_allows_machine_settings_to_change_and_says_so(tmp_path, capsys):

@@ -98,7 +98,7 @@ def train(name: str) -> None:
     if start and not (runs_root() / name).exists():
         if not (runs_root() / start / "checkpoint.pt").is_file():
             raise SystemExit(f"{name} goes on from {start}: train that first (--train {start})")
-        shutil.copytree(runs_root() / start, runs_root() / name, ignore=shutil.ignore_patterns("eval.json"))
+        shutil.copytree(runs_root() / start, runs_root() / name, ignore=shutil.ignore_patterns("eval.json", ".lock"))
     summary = train_deepsim(DeepSimTrainConfig.from_dict(recipe(name)), runs_root() / name, progress=sys.stderr.isatty())
     print(f"{name}: {summary['steps']} steps, {summary['seconds'] / 60:.1f} min", file=sys.stderr)
 

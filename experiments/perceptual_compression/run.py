@@ -34,6 +34,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -313,6 +314,12 @@ def curve_card(kind: str, point: str, curves: dict) -> str:
                   "codec (per Kodak image, mean ± std); "
                   + ", ".join(f"{m.upper().replace('_', '-')} {e['mean']:+.1f} % ± {e['std']:.1f}" for m, e in others.items()
                               if e.get("mean") is not None) + " (negative: fewer bits than the MSE codec).", ""]  # fmt: skip
+    here = next((p for p in curves.get("lattice", {}).get(f"ours_{kind}", []) if p["point"] == point), None)
+    mse = next((p for p in curves.get("lattice", {}).get(ANCHOR, []) if p["point"] == point), None)
+    if here:
+        lines += [f"Lattice at this point (`grid`, period 4, over Kodak): median {here['median']:.3f}, worst "
+                  f"{here['max']:.3f}" + (f"; the MSE codec `codec_hyperprior_{point}`: median {mse['median']:.3f}, "
+                  f"worst {mse['max']:.3f}" if mse else "") + ".", ""]  # fmt: skip
     looked = curves.get("point", {}).get(kind)  # the three-way comparison's numbers at the base point
     if looked and "grid" in looked:
         lines += [f"Looked at ({mse_runs.BASE_POINT}, decoded crops in the report): grid {looked['grid']:.3f} against the "
@@ -372,24 +379,48 @@ def evaluate_curves(limit: int | None = None) -> dict:
         raise SystemExit("no evaluation of experiments/compression saved: run experiments/compression/run.py first "
                          "(the standard codecs' points)")
     cache = runs_root() / "eval_curves.json"
+    anchor_files = mse_runs.trained()[BASE.rsplit("_", 1)[0]]
     stamp = {name: [p.stat().st_mtime for p in paths] for name, paths in curve_models().items()}
+    stamp[ANCHOR] = [p.stat().st_mtime for p in anchor_files]
     cached = json.loads(cache.read_text()) if cache.is_file() else {}
-    if cached.get("stamp") != stamp or cached.get("limit") != limit:
-        rows, codecs = [], {}
-        for name, paths in curve_models().items():
+    if cached.get("stamp") != stamp or cached.get("limit") != limit or cached.get("also") != list(ALSO):
+        rows, codecs, anchor_rows = [], {}, []
+        for name, paths in [*curve_models().items(), (ANCHOR, anchor_files)]:
             models, _ = load_learned([str(p) for p in paths], name)
             part = evaluate_codecs(DATA / "kodak", codecs=(), learned=models, metrics=METRICS, anchor=name,
-                                   limit=limit, progress=sys.stderr.isatty())  # fmt: skip
+                                   limit=limit, progress=sys.stderr.isatty(), also=ALSO)  # fmt: skip
+            if name == ANCHOR:  # measured again for the lattice only: its curve is the MSE evaluation's
+                anchor_rows = [{k: r[k] for k in ("image", "param", "bpp", *ALSO)} for r in part["rows"]]
+                continue
             rows += part["rows"]
             codecs[name] = part["codecs"][name]
-        cached = {"stamp": stamp, "limit": limit, "rows": rows, "codecs": codecs}
+        cached = {"stamp": stamp, "limit": limit, "also": list(ALSO), "rows": rows, "codecs": codecs,
+                  "anchor_rows": anchor_rows}  # fmt: skip
         cache.write_text(json.dumps(cached) + "\n")
     images = {r["image"] for r in cached["rows"]} or set(result["images"])
     result["rows"] = [r for r in result["rows"] if r["image"] in images] + cached["rows"]
     result["codecs"] = result["codecs"] | cached["codecs"]
     result["rd"] = {name: rd_points(result["rows"], name, METRICS) for name in result["codecs"]}
     result["images"] = sorted(images)
+    result["lattice"] = lattice(cached["rows"], [r | {"codec": ANCHOR} for r in cached["anchor_rows"]])
     return result
+
+
+ALSO = ("grid",)  # measured on every decoded image of the curves beside METRICS, with no BD-rate
+
+
+def lattice(rows: list[dict], anchor_rows: list[dict]) -> dict:
+    """Per codec and rate point: the mean bpp and the grid score's median and worst over the images (a lattice
+    printed at low rates shows here, not in VMAF), ``{codec: [{"param", "bpp", "median", "max"}, ...]}``."""
+    out: dict = {}
+    for row in [*anchor_rows, *rows]:
+        out.setdefault(row["codec"], {}).setdefault(row["param"], []).append(row)
+    return {codec: sorted(({"param": param, "point": (re.findall(r"_(q\d+)", str(param)) or [""])[-1],
+                            "bpp": statistics.fmean(r["bpp"] for r in group),
+                            "median": statistics.median(r["grid"] for r in group),
+                            "max": max(r["grid"] for r in group)} for param, group in points.items()),
+                          key=lambda p: p["bpp"])
+            for codec, points in out.items()}  # fmt: skip
 
 
 def source_table(result: dict) -> dict:
@@ -563,10 +594,48 @@ def report(result: dict, picture_path: Path | None, curves: dict | None = None) 
         lines += ["## The source's table, with our numbers", "", *table_markdown(curves["table"], len(curves["images"])),
                   "", *direction_check(curves["table"]), ""]  # fmt: skip
         lines += [f"![RD {m}](perceptual_compression_rd_{m}.svg)" for m in METRICS] + [""]
+        if curves.get("lattice"):
+            lines += lattice_markdown(curves["lattice"], originals(result))
     notes = HERE / "notes.md"
     if notes.is_file():
         lines += [notes.read_text()]
     return "\n".join(lines) + "\n"
+
+
+def originals(result: dict) -> float | None:
+    """The originals' mean grid score over the images of the point evaluation (their own texture)."""
+    values = [r["grid_original"] for r in result["rows"] if "grid_original" in r]
+    return statistics.fmean(values) if values else None
+
+
+LATTICE = 2.0  # a curve's grid median more than this many times the MSE codec's at the same point: a lattice
+
+
+def lattice_markdown(lattice: dict, original: float | None) -> list[str]:
+    """The grid score of every curve at every rate point (median and worst over Kodak), with the MSE codec's."""
+    names = dict(TABLE_ROWS)
+    points = [p["point"] for p in lattice.get(ANCHOR, [])]
+    lines = ["## A lattice at low rates?", "",
+             "VMAF does not see a pattern fixed to the pixel grid, and a codec trained against it (or its proxy) may print "
+             "one where bits are few. `grid` (`perceptlab.metrics.fidelity.grid_score`, period 4) of every decoded "
+             "Kodak image, median and worst over the images, at each rate point"
+             + (f"; the originals score {original:.3f}" if original is not None else "") + ":", "",
+             "| codec | " + " | ".join(points) + " |", "|---|" + "---:|" * len(points)]  # fmt: skip
+    for codec, rows in lattice.items():
+        by_point = {p["point"]: p for p in rows}
+        lines.append(f"| {names.get(codec, codec)} | " + " | ".join(
+            f"{by_point[q]['median']:.3f} ({by_point[q]['max']:.2f}) at {by_point[q]['bpp']:.2f} bpp" if q in by_point
+            else "-" for q in points) + " |")  # fmt: skip
+    anchor = {p["point"]: p["median"] for p in lattice.get(ANCHOR, [])}
+    lines.append("")
+    for codec, rows in lattice.items():
+        if codec == ANCHOR:
+            continue
+        over = [p["point"] for p in rows if p["point"] in anchor and p["median"] > LATTICE * anchor[p["point"]]]
+        lines.append(f"- {names.get(codec, codec)}: " + (f"a lattice at {', '.join(over)} (grid median more than "
+                     f"{LATTICE:.0f}x the MSE codec's)" if over else "no lattice at any point (grid median within "
+                     f"{LATTICE:.0f}x the MSE codec's)") + ".")  # fmt: skip
+    return [*lines, ""]
 
 
 def main() -> int:
@@ -600,7 +669,8 @@ def main() -> int:
     result = evaluate_point(args.limit)
     DOCS.mkdir(parents=True, exist_ok=True)
     curves = evaluate_curves(args.limit)
-    curves_out = {"images": curves["images"], "table": source_table(curves), "rd": curves["rd"]}
+    curves_out = {"images": curves["images"], "table": source_table(curves), "rd": curves["rd"],
+                  "lattice": curves["lattice"]}
     curve_plots(curves)
     (DOCS / "perceptual_compression.json").write_text(json.dumps(result | {"curves": curves_out}, indent=1) + "\n")
     picture_path = picture(result) if not args.limit else None

@@ -7,6 +7,7 @@ A run folder holds::
     RUN_DIR/metrics.csv        one row per logged step
     RUN_DIR/samples/           sample images along the way
     RUN_DIR/model.safetensors  final weights with their metadata
+    RUN_DIR/.lock              the training process (pid, machine) while it trains: a second trainer is refused
 
 Checkpoints are written to a temporary file and renamed, so an interrupted
 run never leaves a broken one; a resumed run continues from the saved step
@@ -198,6 +199,7 @@ def prepare_run_dir(
 def _prepare_run_dir(out: Path, config: Mapping, defaults: Mapping | None) -> tuple[Path, dict | None]:
     check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
+    lock_run_dir(out)
     saved = out / "config.toml"
     checkpoint = out / "checkpoint.pt"
     state = None
@@ -224,6 +226,62 @@ def _prepare_run_dir(out: Path, config: Mapping, defaults: Mapping | None) -> tu
             print(f"perceptlab: learning-rate schedule changed after step {step} ({later})", file=sys.stderr)
     atomic_write_text(saved, to_toml(config))  # a raised step budget is recorded too
     return out, state
+
+
+LOCK = ".lock"
+_held_locks: set[Path] = set()
+
+
+def lock_run_dir(out: Path) -> None:
+    """Claim ``out`` for this process: ``out/.lock`` holds its pid and machine name until :func:`train_loop` ends
+    (:func:`release_run_dir`) or, at the latest, the process exits.
+
+    Two trainers writing one run folder would interleave their checkpoints and logs; the second is refused while
+    the first is alive on this machine. A lock left by a process that no longer runs (killed, machine restarted)
+    is taken over; one written on another machine (a shared disk) is honoured, since its process cannot be seen.
+
+    Raises:
+        ValueError: another live process trains in ``out``.
+    """
+    import atexit
+    import socket
+
+    path, me = out / LOCK, {"pid": os.getpid(), "host": socket.gethostname()}
+    try:
+        holder = json.loads(path.read_text())
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        holder = None  # none, or unreadable: a crash while writing it
+    if holder is not None and (pid, host) != (me["pid"], me["host"]) and (host != me["host"] or _alive(pid)):
+        raise ValueError(f"{out} is being trained by process {pid} on {host}; wait for it to finish or stop it "
+                         f"(a stale lock: delete {path})")  # fmt: skip
+    atomic_write_text(path, json.dumps(me) + "\n")
+    if path not in _held_locks:
+        _held_locks.add(path)
+        atexit.register(release_run_dir, out)
+
+
+def release_run_dir(out: str | os.PathLike) -> None:
+    """Let go of ``out`` if this process holds it (:func:`lock_run_dir`); a lock of another process stays."""
+    import socket
+
+    path = Path(out) / LOCK
+    try:
+        if json.loads(path.read_text()) == {"pid": os.getpid(), "host": socket.gethostname()}:
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+    _held_locks.discard(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 # Keys a resumed run may change: the step budget, and settings of the machine rather than of the
@@ -562,6 +620,8 @@ def train_loop(
     finally:
         if bar is not None:
             bar.close()
+        if processes.main:
+            release_run_dir(out)  # the run folder is free again: finished, stopped or failed
     mode(False)
     return {"steps": step, "seconds": seconds, "final": parts}
 

@@ -34,6 +34,7 @@ from perceptlab._files import atomic_write_text
 
 DEFAULT_CODECS = ("jpeg", "webp", "avif", "jpeg2000", "jpegxl", "hevc")
 DEFAULT_METRICS = ("psnr", "ms_ssim", "vmaf", "lpips")
+DECODED_CONTEXT = {"scale": 1}  # what a measure of ``also`` may ask for: the decoded image is at its original's scale
 PROTOCOL = (
     "images read as 8-bit RGB; each encoded at every point of the codec's sweep on one thread; "
     "bpp = 8 * encoded bytes / pixels (the whole file or stream each codec writes, see perceptlab.codec.classic); "
@@ -114,6 +115,7 @@ def evaluate_codecs(
     method: str = "pchip",
     missing: Mapping[str, str] | None = None,
     progress: bool = False,
+    also: Sequence[str] = (),
 ) -> dict:
     """Encode every image of ``images_dir`` with every codec at every point, score it, and compare the curves.
 
@@ -130,12 +132,15 @@ def evaluate_codecs(
         missing: codecs known to be unavailable before the call (a learned codec that could not be
             loaded), ``{name: reason}``, carried into the result.
         progress: show a progress bar over images x points.
+        also: measures kept in each row beside the metrics but given no BD-rate, since they need not rise with
+            the rate: ``("grid",)`` (a lattice fixed to the pixel grid, period 4; the decoded image alone, at
+            scale 1) or any metric of ``metrics``' kind.
 
     Returns:
         A dict with a fixed schema: ``data``, ``images``, ``metrics``, ``anchor``, ``bd_method``,
         ``protocol``, ``codecs`` (name -> settings, library, sweep), ``missing`` (name -> reason),
         ``rows`` (one per image, codec and point: ``image``, ``codec``, ``param``, ``bytes``, ``bpp``,
-        each metric, ``encode_s``, ``decode_s``), ``rd`` (codec -> mean points sorted by bpp),
+        each metric and measure of ``also``, ``encode_s``, ``decode_s``), ``rd`` (codec -> mean points sorted by bpp),
         ``bd_rate`` and ``bd_quality`` (codec -> metric -> value or None), ``bd_range`` (codec -> metric ->
         the common quality range), ``bd_notes`` (why a value is None), ``seconds``, ``machine``.
 
@@ -155,6 +160,10 @@ def evaluate_codecs(
             raise ValueError(f"metric {info.name!r} cannot score a decoded image against its original here")
     if not infos:
         raise ValueError("no metric given")
+    extras = [get_metric(m) for m in also]
+    for info in extras:
+        if set(info.context) - set(DECODED_CONTEXT):
+            raise ValueError(f"measure {info.name!r} needs {', '.join(info.context)}: not known for a decoded image")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if limit is not None and limit < 1:
@@ -198,6 +207,8 @@ def evaluate_codecs(
             if index == 0:
                 for info in infos:  # a missing package or weights file fails here, not after the first codec
                     info(x, x)
+                for info in extras:
+                    info(x, x, **DECODED_CONTEXT)
             pixels = rgb.shape[0] * rgb.shape[1]
             for curve in curves:
                 for k, point in enumerate(curve.points):
@@ -205,6 +216,7 @@ def evaluate_codecs(
                     row = {"image": path.name, "codec": curve.name, "param": curve.info["params"][k],
                            "bytes": nbytes, "bpp": 8.0 * nbytes / pixels}  # fmt: skip
                     row |= {info.name: float(info(x_hat, x)[0]) for info in infos}
+                    row |= {info.name: float(info(x_hat, x, **DECODED_CONTEXT)[0]) for info in extras}
                     rows.append(row | {"encode_s": enc, "decode_s": dec})
                     if bar is not None:
                         bar.set_postfix_str(f"{path.stem} {curve.name}", refresh=False)
@@ -213,10 +225,10 @@ def evaluate_codecs(
         if bar is not None:
             bar.close()
 
-    rd = {curve.name: rd_points(rows, curve.name, metrics) for curve in curves}
+    rd = {curve.name: rd_points(rows, curve.name, (*metrics, *also)) for curve in curves}
     result = {
-        "data": str(images_dir), "images": [p.name for p in paths], "metrics": list(metrics), "anchor": anchor,
-        "bd_method": method, "protocol": PROTOCOL, "codecs": {c.name: c.info for c in curves}, "missing": absent,
+        "data": str(images_dir), "images": [p.name for p in paths], "metrics": list(metrics), "also": list(also),
+        "anchor": anchor, "bd_method": method, "protocol": PROTOCOL, "codecs": {c.name: c.info for c in curves}, "missing": absent,
         "rows": rows, "rd": rd,
     }  # fmt: skip
     result |= bd_table(rd, anchor, metrics, method, absent)
