@@ -88,7 +88,7 @@ def test_models_command_lists_every_shipped_model_with_task_size_and_summary(cap
     import json
 
     from perceptlab.cli import main
-    from perceptlab.sr.models import DEFAULT_SR_MODEL, shipped_sr_models
+    from perceptlab.sr.models import DEFAULT_SR_MODEL, DEFAULT_SR_MODELS, shipped_sr_models
     from perceptlab.codec.models import shipped_codec_models
     from perceptlab.deepsim.models import shipped_deepsim_models
     from perceptlab.style.models import shipped_style_models
@@ -101,7 +101,8 @@ def test_models_command_lists_every_shipped_model_with_task_size_and_summary(cap
         assert r["task"] in ("sr", "style", "codec", "deepsim") and r["size_bytes"] > 10_000 and len(r["summary"]) > 20
         assert ("scale" in r) == (r["task"] == "sr") and ("style" in r) == (r["task"] == "style")
         assert ("kind" in r) == (r["task"] in ("codec", "deepsim"))
-    assert [r["name"] for r in rows if r["default"]] == [DEFAULT_SR_MODEL]
+    defaults = [n for n in DEFAULT_SR_MODELS.values() if n in shipped_sr_models()]  # one per shipped scale
+    assert DEFAULT_SR_MODEL in defaults and sorted(r["name"] for r in rows if r["default"]) == sorted(defaults)
     assert main(["models", "--task", "style"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(shipped_style_models()) and all(" style " in line for line in lines)
