@@ -287,6 +287,9 @@ def curve_card(kind: str, point: str, curves: dict) -> str:
     rows = [row for row in curves["rows"] if row["codec"] == f"ours_{kind}" and row["param"] == spec]
     mean = {m: statistics.fmean(row[m] for row in rows) for m in ("bpp", *METRICS)} if rows else {}
     what = {"alternate": "against a VMAF proxy trained alternately with the codec (Chen et al.)",
+            "alternategrid10": "against a VMAF proxy trained alternately with the codec (Chen et al.), with a "
+                               f"penalty (weight {r.get('grid_weight', 0):g}) on patterns fixed to the pixel grid, "
+                               "which VMAF does not see",
             "vmaf": "against VMAF itself (vmaf-torch, differentiable)"}.get(kind, f"with distortion {r['distortion']}")
     bd = curves.get("table", {}).get("vmaf", {}).get(f"ours_{kind}")
     lines = [f"# {name}", "",
