@@ -70,6 +70,9 @@ CODEC_RUNS = {
     # the MSE codec's 0.0145) and VMAF 72.5 at 0.241 bpp against the MSE curve's 63.2 there (the alternating run:
     # +13.0), MS-SSIM level, LPIPS 0.328 against 0.318, PSNR -0.5 dB: the candidate curve.
     "alternategrid10": {"distortion": "vmaf_proxy", "alternate": True, "grid_weight": 10.0},
+    # The control: the same 2000 steps with MSE alone from the same start, so that the gains above can be told
+    # from what any further fine-tuning of our short-trained MSE codec gives.
+    "msecontrol": {"distortion": "mse"},
     # Tried and stopped (2026-12-07): VMAF held to LPIPS instead of MSE, half and half ({"distortion": "vmaf",
     # "base_distortion": "lpips", "alpha": 0.5}): without a pixel term the images drift, batch PSNR 20.0 dB at step
     # 20 and 14.8 at step 240, where the runs above stay at 24-26 (kept/vmaflpips_q3_stopped/metrics.csv); and the
@@ -542,6 +545,40 @@ def picture(result: dict) -> Path:
     return path
 
 
+# Smooth areas where a lattice shows (y, x, side), for the lowest rate point's picture.
+LATTICE_CROPS = {"kodim23": (40, 330, 200), "kodim04": (300, 150, 200)}
+
+
+def lattice_picture(curves: dict) -> Path | None:
+    """Decoded crops of smooth areas at the lowest rate point: the MSE codec and each perceptual curve (its shipping
+    copy) beside the original, labelled with bpp and grid score; ``None`` until a curve is trained."""
+    from perceptlab.codec import compress, decompress, load_codec_model
+    from perceptlab.io import read_image
+    from perceptlab.metrics.fidelity import grid_score
+    from perceptlab.plot.sheets import crop_sheet
+
+    point = POINTS[0]
+    files = {"MSE codec": mse_runs.weights(f"{BASE.rsplit('_', 1)[0]}_{point}")}
+    files |= {kind: paths[0] for kind, paths in curve_models().items()}
+    if len(files) < 2:
+        return None
+    models = {name.removeprefix("ours_"): load_codec_model(str(path)) for name, path in files.items()}
+    rows = []
+    for image, (y, x, side) in LATTICE_CROPS.items():
+        photo = read_image(DATA / "kodak" / f"{image}.png")
+        row = {}
+        for name, model in models.items():
+            data = compress(model, photo)
+            decoded = (decompress(data, model)["image"] * 255).round() / 255  # scored as written: 8 bits
+            bpp = 8 * len(data) / (photo.shape[-1] * photo.shape[-2])
+            row[f"{name} {point}: {bpp:.3f} bpp, grid {float(grid_score(decoded)[0]):.3f}"] = decoded[..., y:y + side, x:x + side]
+        row["original"] = photo[..., y:y + side, x:x + side]
+        rows.append((image, row))
+    path = DOCS / "perceptual_compression_lattice.jpg"
+    crop_sheet(rows, crop=max(s for _, _, s in LATTICE_CROPS.values()), zoom=2).save(path, quality=92)
+    return path
+
+
 def mse_curve_at(bpp: float, metric: str) -> float | None:
     """Our MSE hyperprior curve's ``metric`` at ``bpp`` (linear in log-rate between its Kodak points, from the
     last evaluation of experiments/compression), or ``None`` outside its range or without that evaluation."""
@@ -599,6 +636,9 @@ def report(result: dict, picture_path: Path | None, curves: dict | None = None) 
         lines += [f"![RD {m}](perceptual_compression_rd_{m}.svg)" for m in METRICS] + [""]
         if curves.get("lattice"):
             lines += lattice_markdown(curves["lattice"], originals(result))
+            if (DOCS / "perceptual_compression_lattice.jpg").is_file():
+                lines += [f"Smooth areas at the lowest rate point ({POINTS[0]}), enlarged 2x; grid of the whole decoded "
+                          "image in each label:", "", "![lattice at the lowest rate](perceptual_compression_lattice.jpg)", ""]
     notes = HERE / "notes.md"
     if notes.is_file():
         lines += [notes.read_text()]
@@ -677,6 +717,8 @@ def main() -> int:
     curve_plots(curves)
     (DOCS / "perceptual_compression.json").write_text(json.dumps(result | {"curves": curves_out}, indent=1) + "\n")
     picture_path = picture(result) if not args.limit else None
+    if not args.limit:
+        lattice_picture(curves)
     (DOCS / "perceptual_compression.md").write_text(report(result, picture_path, curves_out))
     print(f"wrote {DOCS / 'perceptual_compression.md'}", file=sys.stderr)
     if args.ship:
