@@ -556,3 +556,16 @@ def test_perceptual_compression_measures_a_lattice_at_every_rate_point_beside_th
     text = "\n".join(experiment.lattice_markdown(lattice, 0.011))
     assert "the originals score 0.011" in text and "0.160 (0.36) at 0.08 bpp" in text
     assert "alternating: a lattice at q1 (grid median more than 2x the MSE codec's)." in text
+
+
+def test_perceptual_compression_tells_the_bits_a_curve_needs_for_the_mse_codecs_colour():
+    # A curve with the anchor's chroma PSNR at 25 % more bits: chroma BD-rate +25 %; rows without chroma: no table.
+    experiment = _load("perceptual_compression")
+    anchor, rows = [], []
+    for image in ("a", "b"):
+        for i, bpp in enumerate((0.1, 0.2, 0.4, 0.8)):
+            anchor.append({"image": image, "codec": experiment.ANCHOR, "bpp": bpp, "chroma_psnr": 34.0 + 2 * i})
+            rows.append({"image": image, "codec": "ours_alternategrid10", "bpp": 1.25 * bpp, "chroma_psnr": 34.0 + 2 * i})
+    table = experiment.chroma_table(rows, anchor)
+    assert table["ours_alternategrid10"]["mean"] == pytest.approx(25.0, abs=0.1) and table["ours_alternategrid10"]["images"] == 2
+    assert experiment.chroma_table(rows, [{k: v for k, v in r.items() if k != "chroma_psnr"} for r in anchor]) == {}

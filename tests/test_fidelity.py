@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -46,6 +48,24 @@ def test_color_shift_in_8_bit_levels():
     shifted = x.clone()
     shifted[1, 2] += 3 / 255
     assert torch.allclose(color_shift(shifted, x), torch.tensor([0.0, 3.0], dtype=torch.float64), atol=1e-6)
+
+
+def test_chroma_psnr_sees_colour_lost_where_luma_is_kept():
+    from perceptlab.metrics.fidelity import chroma_psnr
+    from perceptlab.metrics.psnr import rgb_to_y
+
+    photo = _photo()
+    # Move every pixel towards grey by the same chroma amount with its luma unchanged: luma PSNR stays near
+    # infinite, chroma PSNR falls; a luma-only change leaves chroma PSNR infinite.
+    luma = 0.299 * photo[:, 0:1] + 0.587 * photo[:, 1:2] + 0.114 * photo[:, 2:3]
+    faded = (luma + 0.7 * (photo - luma)).clamp(0, 1)
+    assert float((rgb_to_y(faded) - rgb_to_y(photo)).abs().max()) < 2e-3
+    assert 15 < float(chroma_psnr(faded, photo)) < 45
+    brighter = (photo * 0 + photo.mean(dim=1, keepdim=True)).clamp(0, 1)  # grey: chroma gone entirely
+    assert float(chroma_psnr(brighter, photo)) < float(chroma_psnr(faded, photo))
+    assert math.isinf(float(chroma_psnr(photo, photo)))
+    with pytest.raises(ValueError, match="RGB"):
+        chroma_psnr(luma, luma)
 
 
 def test_detail_ratio_falls_with_blur_and_rises_with_sharpening():

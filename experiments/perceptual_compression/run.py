@@ -408,11 +408,29 @@ def evaluate_curves(limit: int | None = None) -> dict:
     result["codecs"] = result["codecs"] | cached["codecs"]
     result["rd"] = {name: rd_points(result["rows"], name, METRICS) for name in result["codecs"]}
     result["images"] = sorted(images)
-    result["lattice"] = lattice(cached["rows"], [r | {"codec": ANCHOR} for r in cached["anchor_rows"]])
+    anchor_rows = [r | {"codec": ANCHOR} for r in cached["anchor_rows"]]
+    result["lattice"] = lattice(cached["rows"], anchor_rows)
+    result["chroma"] = chroma_table(cached["rows"], anchor_rows)
     return result
 
 
-ALSO = ("grid",)  # measured on every decoded image of the curves beside METRICS, with no BD-rate
+# Measured on every decoded image of the curves (and of the MSE codec again) beside METRICS, outside the source's
+# table: a lattice fixed to the pixel grid, and colour (VMAF and the proxy see luma only).
+ALSO = ("grid", "chroma_psnr")
+
+
+def chroma_table(rows: list[dict], anchor_rows: list[dict]) -> dict:
+    """Per perceptual curve: BD-rate in chroma PSNR against the MSE codec (per image, mean and std), the bits a
+    curve needs for the MSE codec's colour; ``{}`` where the rows lack chroma."""
+    from perceptlab.codec.evaluate import bd_per_image
+
+    if not anchor_rows or "chroma_psnr" not in anchor_rows[0]:
+        return {}
+    out = {}
+    for codec in dict.fromkeys(r["codec"] for r in rows):
+        entry = bd_per_image([*anchor_rows, *rows], ANCHOR, codec, "chroma_psnr")
+        out[codec] = {k: entry[k] for k in ("mean", "std")} | {"images": len(entry["values"])}
+    return out
 
 
 def lattice(rows: list[dict], anchor_rows: list[dict]) -> dict:
@@ -636,6 +654,12 @@ def report(result: dict, picture_path: Path | None, curves: dict | None = None) 
         lines += [f"![RD {m}](perceptual_compression_rd_{m}.svg)" for m in METRICS] + [""]
         if curves.get("lattice"):
             lines += lattice_markdown(curves["lattice"], originals(result))
+            for codec, entry in curves.get("chroma", {}).items():
+                if entry["mean"] is not None:
+                    lines.append(f"- Colour, {dict(TABLE_ROWS).get(codec, codec)}: chroma PSNR (BT.601 Cb and Cr, "
+                                 f"`chroma_psnr`) BD-rate {entry['mean']:+.1f} % ± {entry['std']:.1f} against the MSE "
+                                 f"codec ({entry['images']} images; positive: more bits for the same colour).")
+            lines.append("")
             if (DOCS / "perceptual_compression_lattice.jpg").is_file():
                 lines += [f"Smooth areas at the lowest rate point ({POINTS[0]}), enlarged 2x; grid of the whole decoded "
                           "image in each label:", "", "![lattice at the lowest rate](perceptual_compression_lattice.jpg)", ""]
@@ -658,7 +682,7 @@ def lattice_markdown(lattice: dict, original: float | None) -> list[str]:
     """The grid score of every curve at every rate point (median and worst over Kodak), with the MSE codec's."""
     names = dict(TABLE_ROWS)
     points = [p["point"] for p in lattice.get(ANCHOR, [])]
-    lines = ["## A lattice at low rates?", "",
+    lines = ["## What VMAF does not see: a lattice, and colour", "",
              "VMAF does not see a pattern fixed to the pixel grid, and a codec trained against it (or its proxy) may print "
              "one where bits are few. `grid` (`perceptlab.metrics.fidelity.grid_score`, period 4) of every decoded "
              "Kodak image, median and worst over the images, at each rate point"
@@ -713,7 +737,7 @@ def main() -> int:
     DOCS.mkdir(parents=True, exist_ok=True)
     curves = evaluate_curves(args.limit)
     curves_out = {"images": curves["images"], "table": source_table(curves), "rd": curves["rd"],
-                  "lattice": curves["lattice"]}
+                  "lattice": curves["lattice"], "chroma": curves["chroma"]}
     curve_plots(curves)
     (DOCS / "perceptual_compression.json").write_text(json.dumps(result | {"curves": curves_out}, indent=1) + "\n")
     picture_path = picture(result) if not args.limit else None

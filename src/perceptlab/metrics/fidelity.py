@@ -12,6 +12,9 @@ measures do, and need no learned weights:
   a lattice pattern does not (the Johnson x4 VGG model: about 0.2).
 * :func:`color_shift`: the largest difference of a channel's image mean to
   the reference's, in 8-bit levels.
+* :func:`chroma_psnr`: PSNR over the two BT.601 chroma channels (Cb, Cr, full range) alone. A codec
+  trained against a luma-only measure (VMAF, its proxy) may spend fewer bits on colour: skin turns olive at
+  the same luma PSNR, and only this shows it.
 * :func:`lr_psnr`: an SR output shrunk back by its scale (MATLAB bicubic with
   antialiasing, the degradation of the benchmarks) against its LR input, RGB
   PSNR. A faithful output shrinks back to its input (bicubic: about 36.6 dB
@@ -118,6 +121,29 @@ def color_shift(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     check_range(target, "target")
     diff = pred.detach().to(torch.float64).mean(dim=(2, 3)) - target.detach().to(torch.float64).mean(dim=(2, 3))
     return diff.abs().amax(dim=1) * 255.0
+
+
+def chroma_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB over the BT.601 Cb and Cr channels (full range, as JPEG's), both channels together.
+
+    Shape:
+        ``pred``, ``target``: (N, 3, H, W) RGB; output (N,) float64 (``inf`` for identical chroma).
+
+    Example:
+        >>> x = torch.full((1, 3, 8, 8), 0.5)
+        >>> float(chroma_psnr(x + torch.tensor([0.0, 0.0, 0.1]).view(1, 3, 1, 1), x))  # a blue cast
+        28.9...
+    """
+    check_pair(pred, target)
+    check_range(pred, "pred")
+    check_range(target, "target")
+    if pred.shape[1] != 3:
+        raise ValueError(f"chroma needs RGB images (3 channels), got {pred.shape[1]}")
+    weights = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=torch.float64)
+    diff = pred.detach().to(torch.float64) - target.detach().to(torch.float64)
+    chroma = torch.einsum("kc,nchw->nkhw", weights, diff)
+    mse = chroma.square().mean(dim=(1, 2, 3))
+    return 10 * torch.log10(1.0 / mse)
 
 
 def _high_rms(x: torch.Tensor, window: int) -> torch.Tensor:

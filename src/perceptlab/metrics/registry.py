@@ -147,6 +147,12 @@ def _detail(pred, target):
     return detail_ratio(pred, target)
 
 
+def _chroma_psnr(pred, target):
+    from perceptlab.metrics.fidelity import chroma_psnr
+
+    return chroma_psnr(pred, target)
+
+
 def _color_shift(pred, target):
     from perceptlab.metrics.fidelity import color_shift
 
@@ -190,6 +196,9 @@ for _info in (
     MetricInfo("lr_psnr", _lr_psnr, True, (0.0, math.inf), 1, (),
                "the output shrunk back by the scale (MATLAB bicubic) against its LR input, RGB PSNR in dB",
                needs_reference=False, context=("scale", "lr"), group="sr"),
+    MetricInfo("chroma_psnr", _chroma_psnr, True, (0.0, math.inf), 1, (),
+               "PSNR over the BT.601 Cb and Cr channels alone, in dB: colour that a luma-only measure (VMAF) misses",
+               input="RGB, NCHW float in [0, 1] (3 channels)"),
     MetricInfo("color_shift", _color_shift, False, (0.0, 255.0), 1, (),
                "largest per-channel difference of image means to the reference, in 8-bit levels", group="sr"),
 ):  # fmt: skip
