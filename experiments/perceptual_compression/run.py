@@ -320,6 +320,11 @@ def curve_card(kind: str, point: str, curves: dict) -> str:
                   "codec (per Kodak image, mean ± std); "
                   + ", ".join(f"{m.upper().replace('_', '-')} {e['mean']:+.1f} % ± {e['std']:.1f}" for m, e in others.items()
                               if e.get("mean") is not None) + " (negative: fewer bits than the MSE codec).", ""]  # fmt: skip
+    colour = curves.get("chroma", {}).get(f"ours_{kind}", {})
+    if colour.get("mean") is not None:
+        lines += [f"Colour (VMAF and the proxy see luma only): chroma PSNR BD-rate {colour['mean']:+.1f} % ± "
+                  f"{colour['std']:.1f} against the MSE codec: more bits than it for the same colour (Cb, Cr); "
+                  "skin can turn olive at the low points.", ""]  # fmt: skip
     here = next((p for p in curves.get("lattice", {}).get(f"ours_{kind}", []) if p["point"] == point), None)
     mse = next((p for p in curves.get("lattice", {}).get(ANCHOR, []) if p["point"] == point), None)
     if here:
