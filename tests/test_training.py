@@ -66,6 +66,7 @@ def test_run_dir_refuses_another_configuration_but_allows_more_steps(tmp_path):
     assert resumed["step"] == 10
     with pytest.raises(ValueError, match="another configuration"):
         prepare_run_dir(out, {"lr": 0.2, "steps": 20})
+    assert not (out / ".lock").exists()  # a refused trainer does not hold the folder
 
 
 def test_a_second_live_trainer_is_refused_a_dead_ones_lock_is_taken_over(tmp_path):

@@ -9,7 +9,7 @@
 # each with AMX; udnie again at style weight 3e4 (its 1e4 release keeps the photo but its style is weak); the SRCNN
 # baseline's second stage (24 000 steps, 2.4 h); the sr_crop run whose weights were lost; x8; the x4 GAN stage
 # (from the shipped perceptsr_x4 where its run folder is gone); every style to its recipe's 2000 steps.
-# Done and shipped: wave 1000, udnie 1000 at 1e4, perceptsr_x4 (x4 stage 2, 3000 steps). A run folder lives only
+# Done and shipped: wave 1000, udnie 1000 at 1e4, perceptsr_x4 (x4 stage 2, 3000 steps), perceptsr_x2 (2026-12-08). A run folder lives only
 # as long as its machine: commit a finished run's weights (shipped, or beside its recipe) in the session that
 # finishes it.
 if [ -z "$PERCEPTLAB_QUEUE_ROOT" ]; then

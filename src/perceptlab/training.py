@@ -200,6 +200,14 @@ def _prepare_run_dir(out: Path, config: Mapping, defaults: Mapping | None) -> tu
     check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     lock_run_dir(out)
+    try:
+        return _open_run_dir(out, config, defaults)
+    except BaseException:
+        release_run_dir(out)  # refused (another configuration): the folder is not this process's to hold
+        raise
+
+
+def _open_run_dir(out: Path, config: Mapping, defaults: Mapping | None) -> tuple[Path, dict | None]:
     saved = out / "config.toml"
     checkpoint = out / "checkpoint.pt"
     state = None
