@@ -133,8 +133,9 @@ def evaluate_codecs(
             loaded), ``{name: reason}``, carried into the result.
         progress: show a progress bar over images x points.
         also: measures kept in each row beside the metrics but given no BD-rate, since they need not rise with
-            the rate: ``("grid",)`` (a lattice fixed to the pixel grid, period 4; the decoded image alone, at
-            scale 1) or any metric of ``metrics``' kind.
+            the rate or are outside the comparison: ``"grid"`` (a lattice fixed to the pixel grid, period 4;
+            the decoded image alone, at scale 1), ``"chroma_psnr"`` (colour), or any metric that needs no task
+            context beyond the scale.
 
     Returns:
         A dict with a fixed schema: ``data``, ``images``, ``metrics``, ``anchor``, ``bd_method``,
