@@ -186,6 +186,38 @@ def test_distortion_specs_scales_and_the_alpha_mix():
         Distortion("vmaf", alpha=1.5)
 
 
+def test_the_chroma_term_weighs_colour_errors_only_and_is_logged(photos, tmp_path):
+    from perceptlab.metrics.fidelity import chroma_psnr, rgb_to_cbcr
+
+    x = torch.rand(2, 3, 32, 32) * 0.8 + 0.1
+    grey = x + 0.05  # a luma shift: the same on R, G and B
+    cast = x + torch.tensor([0.0, 0.0, 0.05]).view(1, 3, 1, 1)  # a blue cast
+    proxy = QualityProxy(width=8)
+    plain, weighted = Distortion("vmaf_proxy", 0.8, proxy), Distortion("vmaf_proxy", 0.8, proxy, chroma=1.5)
+    for y in (grey, cast):
+        extra = weighted(y, x)["distortion"] - plain(y, x)["distortion"]
+        chroma_mse = rgb_to_cbcr(y - x, offset=False).square().mean()
+        assert torch.allclose(extra, 1.5 * SCALES["mse"] * chroma_mse, atol=1e-4)
+        assert torch.allclose(weighted(y, x)["chroma_mse"], chroma_mse)
+    assert float(weighted(grey, x)["chroma_mse"]) < 1e-12 < float(weighted(cast, x)["chroma_mse"])
+    # the same BT.601 chroma as the chroma PSNR metric
+    assert float(chroma_psnr(cast, x).mean()) == pytest.approx(float(-10 * torch.log10(chroma_mse)), abs=1e-3)
+    # the gradient reaches the image
+    y = cast.clone().requires_grad_(True)
+    Distortion("mse", chroma=1.0)(y, x)["distortion"].backward()
+    assert y.grad is not None and float(y.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="chroma weight must be non-negative"):
+        Distortion("mse", chroma=-1.0)
+    with pytest.raises(ValueError, match="chroma_weight must be non-negative"):
+        _codec_config(photos, chroma_weight=-1.0).validate()
+    # in training: the term goes into the loss (times lambda) and into metrics.csv
+    base = dict(steps=1, distortion="mse")
+    one = train_codec(_codec_config(photos, **base), tmp_path / "plain", progress=False)["final"]
+    two = train_codec(_codec_config(photos, chroma_weight=2.0, **base), tmp_path / "chroma", progress=False)["final"]
+    lam = _codec_config(photos).lambda_
+    assert two["loss"] == pytest.approx(one["loss"] + lam * 2.0 * SCALES["mse"] * two["chroma_mse"], rel=1e-5)
+    assert "chroma_mse" in (tmp_path / "chroma" / "metrics.csv").read_text().splitlines()[0].split(",")
+
 
 def test_another_base_distortion_replaces_mse_in_the_mix_and_is_checked(photos, tmp_path):
     proxy = QualityProxy(width=8)

@@ -95,7 +95,7 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
 
     Example:
         >>> x = read_image("kodim01.png")  # doctest: +SKIP
-        >>> x.shape
+        >>> x.shape  # doctest: +SKIP
         torch.Size([1, 3, 512, 768])
     """
     path = Path(path)

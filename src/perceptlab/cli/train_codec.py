@@ -26,6 +26,8 @@ _CODEC_HELP = {
     "grid_weight": "weight of a penalty on patterns fixed to the pixel grid (the lattice a codec that fools its "
                    "proxy prints; 0: off)",
     "grid_period": "period in pixels of the lattice the grid penalty looks for (16 also holds 2, 4 and 8)",
+    "chroma_weight": "weight C of a chroma term C * 255^2 * MSE(Cb, Cr) added to D: VMAF is luma-only, and 1.5 "
+                     "with --alpha 0.8 gives colour the weight it has in an MSE codec (0: off)",
     "data": "folder of training images",
     "steps": "optimisation steps; may be raised when resuming",
     "batch_size": "crops per step",

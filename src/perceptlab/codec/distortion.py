@@ -21,7 +21,15 @@ vmaf_proxy      100 - the quality proxy's VMAF estimate             1           
 ==============  =================================================  ===========  ================
 
 ``ms_ssim`` keeps CompressAI's unscaled ``1 - MS-SSIM`` (its λ values start at 2.4), so that
-published λ values carry over. VMAF is luma-only: mixing in MSE (``A < 1``) keeps the colour.
+published λ values carry over.
+
+VMAF is luma-only: with ``A = 0.8`` a codec trained on it (or its proxy) spends fewer bits on colour (chroma
+PSNR BD-rate +40 to +60 % against the MSE codec; skin turns olive). ``--chroma-weight C`` adds
+``C · 255² · MSE(Cb, Cr)`` (BT.601 full range, :func:`perceptlab.metrics.fidelity.rgb_to_cbcr`) to ``D``. The MSE
+codec's ``255²·MSE`` of RGB weighs chroma errors by about 1.9 on that scale (``R = Y + 1.402 Cr``,
+``B = Y + 1.772 Cb``, ``G = Y - 0.344 Cb - 0.714 Cr``: ``MSE(RGB) ≈ MSE(Y) + 1.9 · MSE(Cb, Cr)``, the chroma MSE
+being the mean over both channels); ``(1 - A)·255²·MSE`` keeps ``(1 - A)`` of that, so ``C = 1.9·A``
+(1.5 at ``A = 0.8``) gives colour back the weight it has in the MSE codec.
 """
 
 from __future__ import annotations
@@ -68,16 +76,22 @@ class Distortion(nn.Module):
             Its weights are not trained through ``D``: the codec's gradient passes through it
             to the image only.
 
+        chroma: the weight ``C`` of ``C · 255² · MSE(Cb, Cr)``, added to ``D`` (0: none).
+
     ``forward`` returns ``{"distortion": D, "mse": MSE, NAME: the perceptual value}`` (the value
-    unscaled: LPIPS, the proxy's VMAF estimate, ...; ``L_d``'s too when it is not MSE); only
-    ``distortion`` carries gradients.
+    unscaled: LPIPS, the proxy's VMAF estimate, ...; ``L_d``'s too when it is not MSE; ``chroma_mse``
+    with a chroma term); only ``distortion`` carries gradients.
     """
 
-    def __init__(self, spec: str = "mse", alpha: float = 1.0, proxy: nn.Module | None = None, base: str = "mse"):
+    def __init__(self, spec: str = "mse", alpha: float = 1.0, proxy: nn.Module | None = None, base: str = "mse",
+                 chroma: float = 0.0):  # fmt: skip
         super().__init__()
         self.name, self.arg = parse_distortion(spec)
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        if not float(chroma) >= 0.0:
+            raise ValueError(f"the chroma weight must be non-negative, got {chroma}")
+        self.chroma = float(chroma)
         self.alpha = float(alpha) if self.name != "mse" else 1.0
         base_name, _ = parse_distortion(base)
         if base_name not in BASES:
@@ -121,6 +135,16 @@ class Distortion(nn.Module):
         return d, d.detach()
 
     def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = self._main(x_hat, x)
+        if self.chroma:
+            from perceptlab.metrics.fidelity import rgb_to_cbcr
+
+            chroma_mse = rgb_to_cbcr(x_hat - x, offset=False).square().mean()
+            parts["chroma_mse"] = chroma_mse.detach()
+            parts["distortion"] = parts["distortion"] + self.chroma * SCALES["mse"] * chroma_mse
+        return parts
+
+    def _main(self, x_hat: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mse = torch.mean((x_hat - x) ** 2)
         terms = {"mse": mse.detach()}
         if self.name == "mse":

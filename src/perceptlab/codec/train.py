@@ -6,6 +6,7 @@
     out = model(crops)                             # CodecModel in train mode: latents + U(-0.5, 0.5) noise
     bpp = sum(-log2 likelihoods) / pixels          # all latents (y, and z for the hyperprior)
     loss = lambda * D + bpp                        # D = 255**2 * MSE, or a perceptual term (codec.distortion)
+                                                   #   [+ chroma_weight * 255**2 * MSE(Cb, Cr)]
          [+ grid_weight * grid]                    # a lattice fixed to the pixel grid (losses.grid), period 16
     Adam step on loss (gradient norm clipped at 1)
     [--alternate: one Adam step of the VMAF proxy towards true VMAF on (crops, the codec's outputs)]
@@ -74,6 +75,9 @@ class CodecTrainConfig(TrainConfig):
         grid_weight: weight of a penalty on patterns fixed to the pixel grid
             (:func:`perceptlab.losses.grid.grid_loss` of the output against the crop, period ``grid_period``):
             what a codec fooling its proxy prints (docs/experiments/perceptual_compression.md); 0 = off.
+        chroma_weight: weight ``C`` of a chroma term ``C · 255² · MSE(Cb, Cr)`` added to the distortion
+            (:mod:`perceptlab.codec.distortion`: 1.5 with ``alpha = 0.8`` gives colour the weight it has in the
+            MSE codec, which a luma-only VMAF takes away); 0 = off.
         grid_period: the lattice's period in pixels (16: the synthesis transform's four stride-2 stages;
             its phases hold the periods 2, 4 and 8 too).
         data: folders of training images (not searched recursively).
@@ -106,6 +110,7 @@ class CodecTrainConfig(TrainConfig):
     proxy_lr: float = 1e-4
     grid_weight: float = 0.0
     grid_period: int = 16
+    chroma_weight: float = 0.0
     data: list[str] = field(default_factory=list)
     steps: int = 20000
     batch_size: int = 8
@@ -147,6 +152,8 @@ class CodecTrainConfig(TrainConfig):
         if self.grid_weight < 0 or self.grid_period < 2:
             raise ValueError(f"grid_weight must be non-negative and grid_period at least 2, got {self.grid_weight} "
                              f"and {self.grid_period}")  # fmt: skip
+        if not self.chroma_weight >= 0:
+            raise ValueError(f"chroma_weight must be non-negative, got {self.chroma_weight}")
         if self.proxy and not Path(self.proxy).exists():
             from perceptlab.codec.proxy import SHIPPED_PROXY
 
@@ -253,7 +260,8 @@ def train_codec(config: CodecTrainConfig, out: str | Path, progress: bool = True
         if config.alternate:
             proxy_optimizer = torch.optim.Adam(proxy.parameters(), lr=config.proxy_lr)
             state |= {"proxy": proxy, "proxy_optimizer": proxy_optimizer}
-    distortion = Distortion(config.distortion, config.alpha, proxy, config.base_distortion).to(processes.device)
+    distortion = Distortion(config.distortion, config.alpha, proxy, config.base_distortion,
+                            config.chroma_weight).to(processes.device)  # fmt: skip
     data = ImageCrops(config.data, crop=config.crop, seed=config.seed)
     val_paths = list_images(config.val_data) if config.val_data else []
     if config.val_data and not val_paths:

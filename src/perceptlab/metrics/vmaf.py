@@ -91,7 +91,7 @@ class VMAF(nn.Module):
 
     Example:
         >>> metric = VMAF(reduction="none")  # doctest: +SKIP
-        >>> metric(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)).shape
+        >>> metric(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)).shape  # doctest: +SKIP
         torch.Size([2])
     """
 
