@@ -199,6 +199,18 @@ def test_perceptual_compression_table_is_the_per_image_bd_rate_against_our_mse_c
     assert "alternating: +2.5 % against the source's -23.35 %: opposite direction" in checks
 
 
+def test_perceptual_compression_reads_the_mse_codecs_chroma_curve_from_the_curves_cache(tmp_path, monkeypatch):
+    experiment = _load("perceptual_compression")
+    monkeypatch.setenv("PERCEPTLAB_RUNS", str(tmp_path / "runs"))
+    assert experiment.anchor_points("chroma_psnr") == []  # no evaluation yet
+    rows = [{"image": image, "param": f"q{q}", "bpp": bpp + (0.02 if image == "b" else 0), "chroma_psnr": 36.0 + q}
+            for q, bpp in ((2, 0.3), (1, 0.1)) for image in ("a", "b")]  # fmt: skip
+    experiment.runs_root().mkdir(parents=True)
+    (experiment.runs_root() / "eval_curves.json").write_text(json.dumps({"anchor_rows": rows}))
+    points = experiment.anchor_points("chroma_psnr")
+    assert [p["bpp"] for p in points] == pytest.approx([0.11, 0.31]) and [p["chroma_psnr"] for p in points] == [37, 38]
+    assert experiment.anchor_points("grid") == []
+
 
 def test_perceptual_compression_ships_a_methods_four_compact_points_and_the_proxy_with_cards(tmp_path, monkeypatch):
     import torch
