@@ -210,6 +210,14 @@ def test_perceptual_compression_reads_the_mse_codecs_chroma_curve_from_the_curve
     points = experiment.anchor_points("chroma_psnr")
     assert [p["bpp"] for p in points] == pytest.approx([0.11, 0.31]) and [p["chroma_psnr"] for p in points] == [37, 38]
     assert experiment.anchor_points("grid") == []
+    # the cache's first form (one stamp for every curve) is read per curve; another ALSO starts afresh
+    old = {"limit": None, "also": list(experiment.ALSO), "stamp": {"ours_x": [1.0], experiment.ANCHOR: [2.0]},
+           "rows": [{"codec": "ours_x", "image": "a"}], "codecs": {"ours_x": {"kind": "learned"}}, "anchor_rows": rows}
+    path = tmp_path / "cache.json"
+    path.write_text(json.dumps(old))
+    entries = experiment._curves_cache(path, None)["entries"]
+    assert entries["ours_x"] == {"stamp": [1.0], "codec": {"kind": "learned"}, "rows": old["rows"]}
+    assert entries[experiment.ANCHOR]["rows"] == rows and experiment._curves_cache(path, 8)["entries"] == {}
 
 
 def test_perceptual_compression_ships_a_methods_four_compact_points_and_the_proxy_with_cards(tmp_path, monkeypatch):

@@ -406,32 +406,51 @@ def evaluate_curves(limit: int | None = None) -> dict:
                          "(the standard codecs' points)")
     cache = runs_root() / "eval_curves.json"
     anchor_files = mse_runs.trained()[BASE.rsplit("_", 1)[0]]
-    stamp = {name: [p.stat().st_mtime for p in paths] for name, paths in curve_models().items()}
-    stamp[ANCHOR] = [p.stat().st_mtime for p in anchor_files]
-    cached = json.loads(cache.read_text()) if cache.is_file() else {}
-    if cached.get("stamp") != stamp or cached.get("limit") != limit or cached.get("also") != list(ALSO):
-        rows, codecs, anchor_rows = [], {}, []
-        for name, paths in [*curve_models().items(), (ANCHOR, anchor_files)]:
-            models, _ = load_learned([str(p) for p in paths], name)
-            part = evaluate_codecs(DATA / "kodak", codecs=(), learned=models, metrics=METRICS, anchor=name,
-                                   limit=limit, progress=sys.stderr.isatty(), also=ALSO)  # fmt: skip
-            if name == ANCHOR:  # measured again for the lattice only: its curve is the MSE evaluation's
-                anchor_rows = [{k: r[k] for k in ("image", "param", "bpp", *ALSO)} for r in part["rows"]]
-                continue
-            rows += part["rows"]
-            codecs[name] = part["codecs"][name]
-        cached = {"stamp": stamp, "limit": limit, "also": list(ALSO), "rows": rows, "codecs": codecs,
-                  "anchor_rows": anchor_rows}  # fmt: skip
+    wanted = curve_models() | {ANCHOR: anchor_files}
+    cached = _curves_cache(cache, limit)
+    for name, paths in wanted.items():  # each curve is measured again only when its files change
+        stamp = [p.stat().st_mtime for p in paths]
+        if cached["entries"].get(name, {}).get("stamp") == stamp:
+            continue
+        models, _ = load_learned([str(p) for p in paths], name)
+        part = evaluate_codecs(DATA / "kodak", codecs=(), learned=models, metrics=METRICS, anchor=name,
+                               limit=limit, progress=sys.stderr.isatty(), also=ALSO)  # fmt: skip
+        measured = part["rows"]
+        if name == ANCHOR:  # measured again for ALSO only: its curve is the MSE evaluation's
+            measured = [{k: r[k] for k in ("image", "param", "bpp", *ALSO)} for r in measured]
+        cached["entries"][name] = {"stamp": stamp, "rows": measured, "codec": part["codecs"][name]}
+        cached["anchor_rows"] = cached["entries"].get(ANCHOR, {}).get("rows", [])
         cache.write_text(json.dumps(cached) + "\n")
-    images = {r["image"] for r in cached["rows"]} or set(result["images"])
-    result["rows"] = [r for r in result["rows"] if r["image"] in images] + cached["rows"]
-    result["codecs"] = result["codecs"] | cached["codecs"]
+    curves = {name: cached["entries"][name] for name in wanted if name != ANCHOR}
+    rows = [r for entry in curves.values() for r in entry["rows"]]
+    images = {r["image"] for r in rows} or set(result["images"])
+    result["rows"] = [r for r in result["rows"] if r["image"] in images] + rows
+    result["codecs"] = result["codecs"] | {name: entry["codec"] for name, entry in curves.items()}
     result["rd"] = {name: rd_points(result["rows"], name, METRICS) for name in result["codecs"]}
     result["images"] = sorted(images)
     anchor_rows = [r | {"codec": ANCHOR} for r in cached["anchor_rows"]]
-    result["lattice"] = lattice(cached["rows"], anchor_rows)
-    result["chroma"] = chroma_table(cached["rows"], anchor_rows)
+    result["lattice"] = lattice(rows, anchor_rows)
+    result["chroma"] = chroma_table(rows, anchor_rows)
     return result
+
+
+def _curves_cache(path: Path, limit: int | None) -> dict:
+    """The curves' evaluation cache, ``{"limit", "also", "entries": {name: {"stamp", "rows", "codec"}},
+    "anchor_rows"}``; empty where it was made with another ``limit`` or :data:`ALSO`. The first form (one stamp for
+    every curve together) is read as well."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    empty = {"limit": limit, "also": list(ALSO), "entries": {}, "anchor_rows": []}
+    if old.get("limit") != limit or old.get("also") != list(ALSO):
+        return empty
+    if "entries" in old:
+        return old
+    if "stamp" not in old:
+        return empty
+    entries = {name: {"stamp": old["stamp"][name], "codec": old["codecs"][name],
+                      "rows": [r for r in old["rows"] if r["codec"] == name]} for name in old["codecs"]}  # fmt: skip
+    if ANCHOR in old["stamp"]:
+        entries[ANCHOR] = {"stamp": old["stamp"][ANCHOR], "codec": {}, "rows": old["anchor_rows"]}
+    return empty | {"entries": entries, "anchor_rows": old["anchor_rows"]}
 
 
 # Measured on every decoded image of the curves (and of the MSE codec again) beside METRICS, outside the source's
