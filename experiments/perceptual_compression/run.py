@@ -186,6 +186,12 @@ def train(name: str) -> None:
         print(f"{name}: finished ({load_model_file(weights)[1].get('steps')} steps, from {ARCHIVE.name}/)",
               file=sys.stderr)  # fmt: skip
         return
+    budget = PROXY["steps"] if name == "proxy_vmaf" else FINE_STEPS
+    if weights.is_file() and int(load_model_file(weights)[1].get("steps", 0)) >= budget:
+        # finished: resuming would write the same weights again with a new time, and every evaluation cached by
+        # the files' times would be measured again
+        print(f"{name}: finished ({budget} steps)", file=sys.stderr)
+        return
     if name == "proxy_vmaf":
         from perceptlab.codec.proxy import ProxyTrainConfig, train_proxy
 
