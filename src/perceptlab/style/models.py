@@ -15,7 +15,7 @@ import torch
 from perceptlab._checks import check_image
 from perceptlab.training import load_trained, shipped_models
 
-SHIPPED_STYLE = ("style_starry_night", "style_udnie", "style_wave")
+SHIPPED_STYLE = ("style_composition_vii", "style_starry_night", "style_udnie", "style_wave")
 # Enough context around a tile for a batch-norm network (its receptive field reaches 57 pixels),
 # and a multiple of 4, which keeps the tiles on the network's stride-4 grid.
 TILE_OVERLAP = 64
