@@ -27,9 +27,10 @@ and size (one *case*):
 Every case runs in its own process with one thread (``--jobs`` processes in
 parallel), so the times are CPU-core times of one core and ratios between them
 are measured in the same process. A case's results are cached in
-``runs/style_speed_quality/cases/`` (git-ignored) with the SHA-256 of the weights and reused while the
-weights are the same (a retrained style is measured again); ``--force`` redoes them. When a curve is shorter than 500 iterations, the time of 500 is its
-time so far plus the remaining iterations at the pace of its second half (the
+``$PERCEPTLAB_RUNS/style_speed_quality/cases/`` (default ``~/perceptlab-runs``, outside the checkout)
+with the SHA-256 of the weights and reused while the weights are the same (a retrained style is
+measured again); ``--force`` redoes them. When a curve is shorter than 500 iterations, the time of
+500 is its time so far plus the remaining iterations at the pace of its second half (the
 cost of an evaluation does not depend on the iteration; the pace of the second
 half leaves out L-BFGS's extra line-search evaluations of the first
 iterations), and the report says so.
@@ -512,7 +513,8 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path,
                         help="take the models from run folders DIR/style_NAME instead of the shipped ones")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=2, help="cases in parallel, one thread each")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "style_speed_quality")
+    runs = Path(os.environ.get("PERCEPTLAB_RUNS", "~/perceptlab-runs")).expanduser()
+    parser.add_argument("--out", type=Path, default=runs / "style_speed_quality")
     parser.add_argument("--docs", type=Path, default=DOCS, help="where the report goes")
     parser.add_argument("--force", action="store_true", help="redo cases already measured")
     parser.add_argument("--report-only", action="store_true")
