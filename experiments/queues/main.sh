@@ -9,7 +9,8 @@
 # each with AMX; udnie again at style weight 3e4 (its 1e4 release keeps the photo but its style is weak); the SRCNN
 # baseline's second stage (24 000 steps, 2.4 h); the sr_crop run whose weights were lost; x8; the x4 GAN stage
 # (from the shipped perceptsr_x4 where its run folder is gone); every style to its recipe's 2000 steps.
-# Done and shipped: wave 1000, udnie 1000 at 1e4, perceptsr_x4 (x4 stage 2, 3000 steps), perceptsr_x2 (2026-12-08). A run folder lives only
+# wave again at style weight 2e4 (its 1e4 release's style is a little weak). Done and shipped: wave 1000 at 1e4,
+# udnie 1000 at 1e4, composition_vii 1000, perceptsr_x4 (x4 stage 2, 3000 steps), perceptsr_x2 (2026-12-08). A run folder lives only
 # as long as its machine: commit a finished run's weights (shipped, or beside its recipe) in the session that
 # finishes it.
 if [ -z "$PERCEPTLAB_QUEUE_ROOT" ]; then
@@ -25,6 +26,7 @@ sr perceptsr_x2_vgg_grid || exit 1
 style composition_vii 1000 || exit 1
 style the_scream 1000 || exit 1  # (its style weight 1e4 run: ~/perceptlab-runs/old/style_the_scream_w1e4)
 style udnie 1000 || exit 1  # at style weight 3e4 (its 1e4 run, shipped: ~/perceptlab-runs/old/style_udnie_w1e4)
+style wave 1000 || exit 1  # at style weight 2e4 (its shipped 1e4 release: style ratio up to 0.52 on 3 of 8 photos)
 py experiments/sr_losses/run.py --only srcnn_x4_mse --train-only >> $R/sr_losses/train.log 2>&1 || exit 1
 py experiments/sr_crop/run.py --only johnson_crop128 --train-only >> $R/sr_crop/train.log 2>&1 || exit 1
 sr perceptsr_x8_psnr || exit 1
