@@ -619,10 +619,11 @@ LATTICE_CROPS = {"kodim23": (40, 330, 200), "kodim04": (300, 150, 200)}
 
 def lattice_picture(curves: dict) -> Path | None:
     """Decoded crops of smooth areas at the lowest rate point: the MSE codec and each perceptual curve (its shipping
-    copy) beside the original, labelled with bpp and grid score; ``None`` until a curve is trained."""
+    copy) beside the original, labelled with bpp, grid score and chroma PSNR (of the whole image: the olive skin
+    of a luma-only codec shows in kodim04's crop); ``None`` until a curve is trained."""
     from perceptlab.codec import compress, decompress, load_codec_model
     from perceptlab.io import read_image
-    from perceptlab.metrics.fidelity import grid_score
+    from perceptlab.metrics.fidelity import chroma_psnr, grid_score
     from perceptlab.plot.sheets import crop_sheet
 
     point = POINTS[0]
@@ -639,7 +640,9 @@ def lattice_picture(curves: dict) -> Path | None:
             data = compress(model, photo)
             decoded = (decompress(data, model)["image"] * 255).round() / 255  # scored as written: 8 bits
             bpp = 8 * len(data) / (photo.shape[-1] * photo.shape[-2])
-            row[f"{name} {point}: {bpp:.3f} bpp, grid {float(grid_score(decoded)[0]):.3f}"] = decoded[..., y:y + side, x:x + side]
+            label = (f"{name} {point}: {bpp:.3f} bpp, grid {float(grid_score(decoded)[0]):.3f}, chroma "
+                     f"{float(chroma_psnr(decoded.clamp(0, 1), photo)[0]):.1f} dB")  # fmt: skip
+            row[label] = decoded[..., y:y + side, x:x + side]
         row["original"] = photo[..., y:y + side, x:x + side]
         rows.append((image, row))
     path = DOCS / "perceptual_compression_lattice.jpg"
@@ -734,8 +737,8 @@ def report(result: dict, picture_path: Path | None, curves: dict | None = None) 
                                  f"codec ({entry['images']} images; positive: more bits for the same colour).")
             lines.append("")
             if (DOCS / "perceptual_compression_lattice.jpg").is_file():
-                lines += [f"Smooth areas at the lowest rate point ({POINTS[0]}), enlarged 2x; grid of the whole decoded "
-                          "image in each label:", "", "![lattice at the lowest rate](perceptual_compression_lattice.jpg)", ""]
+                lines += [f"Smooth areas at the lowest rate point ({POINTS[0]}), enlarged 2x; grid and chroma PSNR of "
+                          "the whole decoded image in each label:", "", "![lattice at the lowest rate](perceptual_compression_lattice.jpg)", ""]
     notes = HERE / "notes.md"
     if notes.is_file():
         lines += [notes.read_text()]
