@@ -18,9 +18,11 @@ from perceptlab.codec.model import CodecModel
 from perceptlab.training import load_trained, shipped_models
 
 # Our own, from experiments/compression/run.py (each listed once trained; absent files are skipped).
-SHIPPED_CODEC: tuple[str, ...] = tuple(f"codec_{a}_q{q}" for a in ("bls2017", "hyperprior", "hyperprior_alternate",
-                                                                    "hyperprior_alternategrid10", "hyperprior_vmaf") for q in (1, 2, 3, 4))
-# (hyperprior_alternate / _alternategrid10 / _vmaf: the perceptually optimised points of experiments/perceptual_compression, issue 17)
+# hyperprior_alternate, _alternategrid10, _alternategrid10chroma, _vmaf: the perceptually optimised points of
+# experiments/perceptual_compression (issue 17).
+CODEC_KINDS = ("bls2017", "hyperprior", "hyperprior_alternate", "hyperprior_alternategrid10",
+               "hyperprior_alternategrid10chroma", "hyperprior_vmaf")  # fmt: skip
+SHIPPED_CODEC: tuple[str, ...] = tuple(f"codec_{a}_q{q}" for a in CODEC_KINDS for q in (1, 2, 3, 4))
 
 
 def shipped_codec_models() -> dict[str, Path]:
