@@ -318,11 +318,15 @@ def curve_card(kind: str, point: str, curves: dict) -> str:
             "alternategrid10": "against a VMAF proxy trained alternately with the codec (Chen et al.), with a "
                                f"penalty (weight {r.get('grid_weight', 0):g}) on patterns fixed to the pixel grid, "
                                "which VMAF does not see",
+            "alternategrid10chroma": "against a VMAF proxy trained alternately with the codec (Chen et al.), with a "
+                                     f"penalty (weight {r.get('grid_weight', 0):g}) on patterns fixed to the pixel "
+                                     "grid and a chroma term, which VMAF does not see",
             "vmaf": "against VMAF itself (vmaf-torch, differentiable)"}.get(kind, f"with distortion {r['distortion']}")
+    chroma = f" + {r['chroma_weight']:g}·255²·MSE(Cb, Cr)" if r.get("chroma_weight") else ""
     bd = curves.get("table", {}).get("vmaf", {}).get(f"ours_{kind}")
     lines = [f"# {name}", "",
              f"Learned image codec, `hyperprior` (Ballé et al. 2018), N={r['N']}, M={r['M']}, optimised for "
-             f"perceptual quality {what}: D = {r['alpha']}·L_p + {1 - r['alpha']:.1f}·255²·MSE at lambda "
+             f"perceptual quality {what}: D = {r['alpha']}·L_p + {1 - r['alpha']:.1f}·255²·MSE{chroma} at lambda "
              f"{r['lambda_']} (`{point}`).", "",
              "- stored compact: convolution weights in float16, coding tables in integers; the numbers below are "
              "this file's",
@@ -347,9 +351,11 @@ def curve_card(kind: str, point: str, curves: dict) -> str:
                               if e.get("mean") is not None) + " (negative: fewer bits than the MSE codec).", ""]  # fmt: skip
     colour = curves.get("chroma", {}).get(f"ours_{kind}", {})
     if colour.get("mean") is not None:
+        verdict = ("more bits than it for the same colour (Cb, Cr); skin can turn olive at the low points"
+                   if colour["mean"] > LEVEL else "fewer bits than it for the same colour (Cb, Cr)"
+                   if colour["mean"] < -LEVEL else "level with it in colour (Cb, Cr)")  # fmt: skip
         lines += [f"Colour (VMAF and the proxy see luma only): chroma PSNR BD-rate {colour['mean']:+.1f} % ± "
-                  f"{colour['std']:.1f} against the MSE codec: more bits than it for the same colour (Cb, Cr); "
-                  "skin can turn olive at the low points.", ""]  # fmt: skip
+                  f"{colour['std']:.1f} against the MSE codec: {verdict}.", ""]  # fmt: skip
     here = next((p for p in curves.get("lattice", {}).get(f"ours_{kind}", []) if p["point"] == point), None)
     mse = next((p for p in curves.get("lattice", {}).get(ANCHOR, []) if p["point"] == point), None)
     if here:
